@@ -1,0 +1,63 @@
+"""Shared fixtures: the real carphone clip, tiny checkpoints (untrained and a marked-trained fixture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/videogen.py as a plain module
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def carphone() -> Path:
+    from videogen import carphone_path
+
+    path = carphone_path()
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny random checkpoint, marked untrained (as `stylefusion init --preset tiny` writes it)."""
+    from stylefusion.detector import init_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny")
+    init_checkpoint("tiny", out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_ckpt(tmp_path_factory) -> Path:
+    """The tiny checkpoint with its config marked trained: a fixture to exercise verdict logic only."""
+    from stylefusion.detector import StyleFusionDetector, init_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny_trained")
+    model = init_checkpoint("tiny", out, seed=0)
+    model.config.trained = True
+    model.config.training = {"dataset": "test fixture (random weights)", "data_summary": "none"}
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_ckpt):
+    from stylefusion import StyleFusionDetector
+
+    return StyleFusionDetector.from_pretrained(tiny_ckpt)
+
+
+@pytest.fixture(scope="session")
+def carphone_result(tiny_detector, carphone):
+    return tiny_detector.detect(carphone, return_crops=True)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,211 @@
+"""StyleFusionDetector: detect on the real clip, honest labels, exact round trip, strict loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from stylefusion import StyleFusionDetector
+from stylefusion.config import StyleFusionConfig, preset_config
+from stylefusion.errors import CheckpointError, ConfigError
+from stylefusion.video import sample_indices
+
+
+def test_detect_carphone_tiny(carphone_result):
+    res = carphone_result
+    assert res.label == "untrained" and res.p_fake is None  # untrained head: no verdict, no number
+    assert len(res.frames) == 32
+    assert [f.source_index for f in res.frames] == sample_indices(120, 32).tolist()
+    assert res.face_found_ratio == 1.0 and not any(f.fallback for f in res.frames)
+    att = np.array([f.attention for f in res.frames])
+    assert att.min() >= 0 and att.sum() == pytest.approx(1.0, abs=1e-5)
+    assert res.frames[0].style_flow == 0.0 and all(f.style_flow > 0 for f in res.frames[1:])
+    assert res.crops.shape == (32, 256, 256, 3)
+    assert set(res.timings) >= {"sampling", "faces", "style", "content", "head", "total"}
+    doc = json.loads(json.dumps(res.to_dict()))  # JSON-serialisable
+    assert doc["frames"][5]["source_index"] == res.frames[5].source_index
+    assert res.checkpoint["trained"] is False and len(res.checkpoint["weights_sha256"]) == 64
+
+
+def test_trained_fixture_gives_verdict(tiny_trained_ckpt, carphone):
+    det = StyleFusionDetector.from_pretrained(tiny_trained_ckpt)
+    res = det.detect(carphone)
+    assert res.label in ("fake", "real", "uncertain")
+    assert 0.0 <= res.p_fake <= 1.0
+
+
+def test_untrained_never_yields_verdict(tiny_detector):
+    for p in (0.0, 0.2, 0.5, 0.8, 1.0):
+        assert tiny_detector.decide(p, 1.0)[0] == "untrained"
+        assert tiny_detector.decide(p, 0.1)[0] == "no_face"
+
+
+def test_decision_bands(tiny_trained_ckpt):
+    det = StyleFusionDetector.from_pretrained(tiny_trained_ckpt)
+    det.config.threshold, det.config.uncertain_margin = 0.6, 0.1
+    assert det.decide(0.95, 1.0)[0] == "fake"
+    assert det.decide(0.55, 1.0)[0] == "uncertain"
+    assert det.decide(0.2, 1.0)[0] == "real"
+    assert det.decide(0.95, 0.2)[0] == "no_face"
+
+
+def test_video_alone_and_in_batch_same_score(tiny_detector, carphone, tmp_path):
+    from videogen import write_video
+
+    other = write_video(tmp_path / "o.mp4", 50, width=96, height=96)
+    fa = tiny_detector.extract_features(carphone)
+    fb = tiny_detector.extract_features(other)
+    alone = tiny_detector.classify(fa.content[None], fa.style[None])
+    both = tiny_detector.classify(torch.stack([fb.content, fa.content]), torch.stack([fb.style, fa.style]))
+    torch.testing.assert_close(both.logits[1], alone.logits[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(both.attention[1], alone.attention[0], rtol=0, atol=1e-6)
+
+
+def test_save_load_round_trip_exact(tiny_detector, tmp_path, carphone):
+    tiny_detector.save_pretrained(tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    again = StyleFusionDetector.from_pretrained(tmp_path / "copy")
+    assert again.config == tiny_detector.config
+    a, b = tiny_detector.state_dict(), again.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert not again.training  # eval mode
+    assert {k.split(".")[0] for k in a} == {"content", "style", "fusion"}
+
+
+def test_full_preset_parameter_counts():
+    model = StyleFusionDetector(preset_config("full"))
+    counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in ("content", "style", "fusion")}
+    assert counts["content"] == 31_634_496  # spec §2.3: slow_r50 trunk without head
+    style_elems = sum(v.numel() for k, v in model.style.state_dict().items()
+                      if not k.endswith("num_batches_tracked") and k != "latent_avg")
+    assert style_elems == 45_593_536  # spec §1.7: the level-9 subset
+
+
+# --- strict loading and untrusted checkpoints -------------------------------------------------
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_and_unexpected_keys(tiny_ckpt, tmp_path):
+    bad = _copy(tiny_ckpt, tmp_path / "bad")
+    state = load_file(bad / "model.safetensors")
+    state.pop("fusion.fc2.weight")
+    state["fusion.extra"] = torch.zeros(1)
+    save_file(state, bad / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing keys: fusion.fc2.weight.*unexpected keys: fusion.extra"):
+        StyleFusionDetector.from_pretrained(bad)
+
+
+def test_wrong_shapes(tiny_ckpt, tmp_path):
+    bad = _copy(tiny_ckpt, tmp_path / "bad")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["fc_hidden"] = 17
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="fusion.fc1.*shape"):
+        StyleFusionDetector.from_pretrained(bad)
+
+
+def test_folder_problems(tiny_ckpt, tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        StyleFusionDetector.from_pretrained(tmp_path / "does" / "not" / "exist")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a StyleFusion checkpoint"):
+        StyleFusionDetector.from_pretrained(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="is a file"):
+        StyleFusionDetector.from_pretrained(tiny_ckpt / "config.json")
+    nomodel = _copy(tiny_ckpt, tmp_path / "nomodel")
+    (nomodel / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        StyleFusionDetector.from_pretrained(nomodel)
+
+
+def test_pickle_weights_refused_never_loaded(tiny_ckpt, tmp_path):
+    bad = _copy(tiny_ckpt, tmp_path / "pickled")
+    (bad / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"x": Evil()}, bad / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickle"):
+        StyleFusionDetector.from_pretrained(bad)
+    assert not marker.exists()
+
+
+def test_corrupt_safetensors(tiny_ckpt, tmp_path):
+    bad = _copy(tiny_ckpt, tmp_path / "corrupt")
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        StyleFusionDetector.from_pretrained(bad)
+
+
+def test_config_versions_and_absurd_values(tiny_ckpt, tmp_path):
+    for change, pattern in [({"format_version": 99}, "newer"), ({"num_frames": 10**9}, "num_frames"),
+                            ({"content_width": 10**6}, "content_width"), ({"made_up": 1}, "unknown fields"),
+                            ({"style_levels": [25]}, "style_levels"), ({"threshold": "high"}, "threshold")]:
+        bad = _copy(tiny_ckpt, tmp_path / f"c{len(list(tmp_path.iterdir()))}")
+        cfg = json.loads((bad / "config.json").read_text())
+        cfg.update(change)
+        (bad / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(ConfigError, match=pattern):
+            StyleFusionDetector.from_pretrained(bad)
+    bad = _copy(tiny_ckpt, tmp_path / "notjson")
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read config.json"):
+        StyleFusionDetector.from_pretrained(bad)
+
+
+def test_torn_save_detected(tiny_ckpt, tmp_path):
+    """Weights from one save with the config of another (same shapes) are refused."""
+    bad = _copy(tiny_ckpt, tmp_path / "torn")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["threshold"] = 0.123
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="different config.json"):
+        StyleFusionDetector.from_pretrained(bad)
+
+
+def test_offline_load_from_hub_cache(tiny_ckpt, tmp_path):
+    """A repo id resolves from the hub cache layout with HF_HUB_OFFLINE=1 (no network)."""
+    cache = tmp_path / "hub"
+    snap = cache / "models--someorg--tiny" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_ckpt / name, snap / name)
+    (cache / "models--someorg--tiny" / "refs").mkdir()
+    (cache / "models--someorg--tiny" / "refs" / "main").write_text("a" * 40)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    code = ("from stylefusion import StyleFusionDetector as D; m = D.from_pretrained('someorg/tiny'); "
+            "print(m.config.preset, m.source['folder'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("tiny ") and str(snap) in out.stdout
+    code_missing = ("from stylefusion import StyleFusionDetector as D\n"
+                    "try:\n    D.from_pretrained('someorg/absent')\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-c", code_missing], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("CheckpointError") and "HF_HUB_OFFLINE" in out.stdout, out.stdout + out.stderr
+
+
+def test_config_round_trip_and_validation():
+    cfg = preset_config("tiny", style_levels=(3, 9))
+    again = StyleFusionConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and isinstance(again.style_levels, tuple)
+    with pytest.raises(ConfigError, match="multiple of clip_len"):
+        StyleFusionConfig(num_frames=40)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_config("huge")

@@ -1,0 +1,88 @@
+"""Face track on the real carphone clip, fallbacks without faces, following one person of two."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stylefusion.config import StyleFusionConfig
+from stylefusion.faces import FaceCropper, iou
+from stylefusion.video import read_frames
+from videogen import carphone_path, write_video
+
+
+@pytest.fixture(scope="module")
+def cropper():
+    return FaceCropper(StyleFusionConfig())
+
+
+def test_carphone_track(cropper, carphone):
+    frames = read_frames(carphone, 32)
+    track = cropper(frames)
+    assert track.crops.shape == (32, 256, 256, 3) and track.crops.dtype == np.uint8
+    assert not track.fallback.any() and track.face_found_ratio == 1.0
+    assert (track.probs > 0.95).all()
+    np.testing.assert_array_equal(track.source_indices, frames.source_indices)
+    # Square boxes inside the 176x144 frame, on the same person throughout.
+    w = track.boxes[:, 2] - track.boxes[:, 0]
+    h = track.boxes[:, 3] - track.boxes[:, 1]
+    np.testing.assert_allclose(w, h, rtol=1e-5)
+    assert (track.boxes[:, :2] >= 0).all() and (track.boxes[:, 2] <= 176 + 1e-3).all()
+    assert (track.boxes[:, 3] <= 144 + 1e-3).all()
+    overlaps = [iou(track.boxes[i], track.boxes[i + 1]) for i in range(31)]
+    assert min(overlaps) > 0.6, overlaps
+
+
+def test_margin_in_source_pixels(cropper):
+    box = np.array([40, 30, 80, 90], np.float32)  # 40 x 60 face in a 200 x 300 frame
+    crop = cropper.crop_box(box, 200, 300)
+    side = crop[2] - crop[0]
+    assert side == pytest.approx(60 * 1.2)  # longest side grown by 20%
+    assert crop[3] - crop[1] == pytest.approx(side)
+    assert (crop[0] + crop[2]) / 2 == pytest.approx(60) and (crop[1] + crop[3]) / 2 == pytest.approx(60)
+    # Near the border the square is shifted inside instead of being cut.
+    edge = cropper.crop_box(np.array([0, 0, 50, 50], np.float32), 200, 300)
+    assert edge[0] == 0 and edge[1] == 0 and edge[2] == pytest.approx(60)
+
+
+def test_no_face_falls_back_to_centre_crop(cropper, tmp_path):
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "noise.mp4", 40, width=160, height=96,
+                       frame_fn=lambda i: rng.integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    frames = read_frames(path, 32)
+    track = cropper(frames)
+    assert track.fallback.all() and track.face_found_ratio == 0.0
+    assert (track.probs == 0).all()
+    np.testing.assert_allclose(track.boxes[0], [32, 0, 128, 96])  # centre square of the short side
+    assert track.crops.shape == (32, 256, 256, 3)
+
+
+def test_follows_one_person_of_two(cropper, tmp_path):
+    """Person A (left) stays large; person B (right) grows larger: the track must not jump to B."""
+    import av
+
+    with av.open(str(carphone_path())) as c:
+        face = next(c.decode(video=0)).to_ndarray(format="rgb24")[10:130, 30:150]  # 120 x 120 around the man
+
+    def frame(i):
+        img = np.full((360, 640, 3), 70, np.uint8)
+        a = np.kron(face, np.ones((2, 2, 1), np.uint8))  # 240 px
+        img[60:300, 20:260] = a
+        s = 1.0 + i / 20  # B grows from 120 to ~300 px
+        bsz = int(120 * s)
+        b = np.ascontiguousarray(face[:, ::-1])
+        import cv2
+
+        b = cv2.resize(b, (bsz, bsz))
+        y0 = max(0, 180 - bsz // 2)
+        img[y0:y0 + bsz, 640 - bsz - 10:640 - 10] = b[: 360 - y0]
+        return img
+
+    path = write_video(tmp_path / "two.mp4", 40, width=640, height=360, frame_fn=frame)
+    frames = read_frames(path, 32)
+    dets = cropper.detect(frames.images)
+    assert sum(len(b) >= 2 for b, _ in dets) >= 16, "both faces should be detected in many frames"
+    track = cropper(frames)
+    centres = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+    sides = np.where(centres < 320, "left", "right")
+    assert len(set(sides)) == 1, sides  # one person throughout
