@@ -41,6 +41,7 @@ def test_from_config_uses_content_fields():
     assert model.out_dim == cfg.content_dim and model.depths == cfg.content_depths
 
 
+@pytest.mark.slow
 def test_full_size_parameters_and_keys_equal_the_spec():
     model = SlowR50Trunk()
     assert sum(p.numel() for p in model.parameters()) == 31_634_496  # spec §2.3, trunk without head
@@ -54,6 +55,7 @@ def test_full_size_parameters_and_keys_equal_the_spec():
     assert ours["blocks.4.res_blocks.2.branch2.conv_a.weight"].shape == (512, 2048, 3, 1, 1)
 
 
+@pytest.mark.slow
 def test_full_size_forward_on_one_clip():
     torch.manual_seed(0)
     model = SlowR50Trunk().eval()
@@ -123,6 +125,7 @@ def test_filter_names_unknown_missing_and_misshaped_keys():
         checkpoint_filter_fn({"model_state": dict(state, **{"blocks.0.conv.weight": "x"})}, model)
 
 
+@pytest.mark.slow
 def test_full_size_checkpoint_filters_to_the_trunk():
     model = SlowR50Trunk()
     sd = checkpoint_filter_fn(U.slow_r50_checkpoint(init="empty"), model)
@@ -140,6 +143,7 @@ def _pytorchvideo_resnet():
     return resnet
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_equals_pytorchvideo_slow_r50():
     """Our trunk on a real pytorchvideo slow_r50 ``state_dict`` == its blocks 0-4 + global mean."""
