@@ -174,6 +174,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         tmp_c = save_directory / f".{CONFIG_NAME}.tmp-{os.getpid()}"
         try:
             save_file(state, str(tmp_w), metadata=metadata)
+            os.chmod(tmp_w, 0o644)  # safetensors creates 0600; a checkpoint folder is meant to be shared
             _fsync(tmp_w)
             tmp_c.write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
             _fsync(tmp_c)
