@@ -153,6 +153,12 @@ def _run_detect(args: argparse.Namespace) -> int:
             failed += 1
             res = {"path": str(video), "label": "error", "error": str(exc)}
             tqdm.write(f"error: {exc}", file=sys.stderr)
+        except Exception as exc:  # a bug of ours on a strange file must not end the batch
+            failed += 1
+            logger.debug("unexpected failure on %s", video, exc_info=True)
+            reason = f"{video}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            res = {"path": str(video), "label": "error", "error": reason}
+            tqdm.write(f"error: {reason} (please report this; -vv shows details)", file=sys.stderr)
         else:
             if not args.quiet:
                 p = "n/a" if res["p_fake"] is None else f"{res['p_fake']:.4f}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,28 @@ CONFIG_FORMAT_VERSION = 1
 N_STYLE_LEVELS = 18
 
 LABELS = ("fake", "real", "uncertain", "no_face", "untrained")
+
+#: A config.json larger than this is not ours (ours is about 2 KB); refused before parsing.
+MAX_CONFIG_BYTES = 1_000_000
+#: Parameters a config may ask for (the full preset has 80M): refused before anything is allocated.
+MAX_PARAMETERS = 1_000_000_000
+
+_short_repr = reprlib.Repr()
+_short_repr.maxlist = _short_repr.maxtuple = 8
+_short_repr.maxstring = _short_repr.maxother = 60
+
+
+def _q(value: Any) -> str:
+    """A value quoted in an error message, shortened (a hostile config may hold huge lists)."""
+    return _short_repr.repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is not an int here
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 @dataclass
@@ -110,21 +133,25 @@ class StyleFusionConfig:
 
     def validate(self) -> None:
         """Reject bad values and combinations with a message that quotes them."""
-        if not isinstance(self.format_version, int) or self.format_version > CONFIG_FORMAT_VERSION:
+        if not _is_int(self.format_version) or self.format_version > CONFIG_FORMAT_VERSION:
             raise ConfigError(
-                f"config format_version={self.format_version!r} is newer than this StyleFusion "
-                f"understands ({CONFIG_FORMAT_VERSION}); upgrade the stylefusion package")
+                f"config format_version={_q(self.format_version)} is newer than this StyleFusion "
+                f"understands ({CONFIG_FORMAT_VERSION}) or not a version; upgrade the stylefusion package")
         if self.format_version < 1:
             raise ConfigError(f"config format_version={self.format_version!r} is not a StyleFusion config")
+        if not isinstance(self.preset, str):
+            raise ConfigError(f"config preset={_q(self.preset)} must be a string")
         for name, (lo, hi) in self._LIMITS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ConfigError(f"config {name}={value!r} must be an integer in [{lo}, {hi}]")
+            if not _is_int(value) or not lo <= value <= hi:
+                raise ConfigError(f"config {name}={_q(value)} must be an integer in [{lo}, {hi}]")
+        for name in ("trained", "gru_bidirectional", "style_diff"):
+            if type(getattr(self, name)) is not bool:
+                raise ConfigError(f"config {name}={_q(getattr(self, name))} must be true or false")
         for name in ("face_margin", "mtcnn_factor", "min_face_confidence", "dropout", "threshold",
                      "uncertain_margin", "min_face_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"config {name}={value!r} must be a finite number")
+            if not _is_number(getattr(self, name)):
+                raise ConfigError(f"config {name}={_q(getattr(self, name))} must be a finite number")
         if not 0.0 <= self.face_margin <= 2.0:
             raise ConfigError(f"config face_margin={self.face_margin} must be in [0, 2]")
         if not 0.0 < self.mtcnn_factor < 1.0:
@@ -134,22 +161,26 @@ class StyleFusionConfig:
                 raise ConfigError(f"config {name}={getattr(self, name)} must be in [0, 1]")
         if not 0.0 <= self.uncertain_margin <= 0.5:
             raise ConfigError(f"config uncertain_margin={self.uncertain_margin} must be in [0, 0.5]")
-        if len(self.mtcnn_thresholds) != 3 or not all(0 < t < 1 for t in self.mtcnn_thresholds):
-            raise ConfigError(f"config mtcnn_thresholds={self.mtcnn_thresholds} must be 3 values in (0, 1)")
+        thresholds = self.mtcnn_thresholds
+        if not isinstance(thresholds, tuple) or len(thresholds) != 3 or not all(
+                _is_number(t) and 0 < t < 1 for t in thresholds):
+            raise ConfigError(f"config mtcnn_thresholds={_q(thresholds)} must be 3 numbers in (0, 1)")
         for name in ("content_mean", "content_std", "style_mean", "style_std"):
             value = getattr(self, name)
-            if len(value) != 3 or (name.endswith("std") and min(value) <= 0):
-                raise ConfigError(f"config {name}={value} must be 3 values (std > 0)")
-        if len(self.content_depths) != 4 or not all(1 <= d <= 64 for d in self.content_depths):
-            raise ConfigError(f"config content_depths={self.content_depths} must be 4 values in [1, 64]")
-        if len(self.style_units) != 4 or not all(1 <= d <= 64 for d in self.style_units):
-            raise ConfigError(f"config style_units={self.style_units} must be 4 values in [1, 64]")
-        if not self.style_levels or len(set(self.style_levels)) != len(self.style_levels) or not all(
-                isinstance(i, int) and 0 <= i < N_STYLE_LEVELS for i in self.style_levels):
+            if not isinstance(value, tuple) or len(value) != 3 or not all(_is_number(v) for v in value) \
+                    or (name.endswith("std") and min(value) <= 0):
+                raise ConfigError(f"config {name}={_q(value)} must be 3 finite numbers (std > 0)")
+        for name in ("content_depths", "style_units"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or len(value) != 4 or not all(_is_int(d) and 1 <= d <= 64 for d in value):
+                raise ConfigError(f"config {name}={_q(value)} must be 4 integers in [1, 64]")
+        levels = self.style_levels
+        if not isinstance(levels, tuple) or not levels or len(set(levels)) != len(levels) or not all(
+                _is_int(i) and 0 <= i < N_STYLE_LEVELS for i in levels):
             raise ConfigError(
-                f"config style_levels={self.style_levels} must be distinct integers in [0, {N_STYLE_LEVELS - 1}]")
-        if list(self.style_levels) != sorted(self.style_levels):
-            raise ConfigError(f"config style_levels={self.style_levels} must be in increasing order")
+                f"config style_levels={_q(levels)} must be distinct integers in [0, {N_STYLE_LEVELS - 1}]")
+        if list(levels) != sorted(levels):
+            raise ConfigError(f"config style_levels={_q(levels)} must be in increasing order")
         if self.num_frames < self.clip_len or self.num_frames % self.clip_len:
             raise ConfigError(
                 f"config num_frames={self.num_frames} must be a multiple of clip_len={self.clip_len} "
@@ -162,6 +193,23 @@ class StyleFusionConfig:
                               f"transformer_heads={self.transformer_heads}")
         if not isinstance(self.training, dict) or not isinstance(self.provenance, dict):
             raise ConfigError("config training and provenance must be JSON objects")
+        params = self.estimated_parameters()
+        if params > MAX_PARAMETERS:
+            raise ConfigError(f"config asks for about {params:,} parameters (limit {MAX_PARAMETERS:,}): "
+                              "not a StyleFusion model")
+
+    def estimated_parameters(self) -> int:
+        """An upper-bound estimate of the model size, computed without building it."""
+        cw, sw = self.content_width, self.style_width
+        content = 2000 * cw * cw * sum(self.content_depths)  # bottlenecks up to 32*cw channels
+        style = 700 * sw * sw * sum(self.style_units) + len(self.style_levels) * 6 * 9 * (8 * sw) ** 2
+        gru_in = len(self.style_levels) * 8 * sw
+        dirs = 2 if self.gru_bidirectional else 1
+        gru = 3 * dirs * self.gru_layers * self.gru_hidden * (gru_in + self.gru_hidden * dirs + 2)
+        head = (self.attn_dim * (32 * cw + 2 * dirs * self.gru_hidden)
+                + self.transformer_layers * (4 * self.attn_dim ** 2 + 2 * self.attn_dim * self.transformer_ff)
+                + self.attn_dim * self.fc_hidden)
+        return int(content + style + gru + head)
 
     # --- derived sizes ----------------------------------------------------------------------
     @property
@@ -195,7 +243,7 @@ class StyleFusionConfig:
                 f"config format_version={version} is newer than this StyleFusion understands "
                 f"({CONFIG_FORMAT_VERSION}); upgrade the stylefusion package")
         if unknown:
-            raise ConfigError(f"config has unknown fields {unknown}: not a StyleFusion config of this version")
+            raise ConfigError(f"config has unknown fields {_q(unknown)}: not a StyleFusion config of this version")
         try:
             return cls(**data)
         except TypeError as exc:  # e.g. a string where a tuple belongs
@@ -205,10 +253,13 @@ class StyleFusionConfig:
     def from_json_file(cls, path: str | Path) -> "StyleFusionConfig":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config.json ({exc})") from None
+            size = path.stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: {size:,} bytes is far too large for a StyleFusion config.json")
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ConfigError(f"{path}: cannot read config.json ({reason})") from None
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

@@ -117,8 +117,14 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                     f"{repo_id_or_dir}: weights are in {unsafe[0]} (a pickle, which can run code when "
                     f"loaded); StyleFusion only loads {WEIGHTS_NAME}")
             raise CheckpointError(f"{repo_id_or_dir}: {WEIGHTS_NAME} is missing")
+        # Check the weights against a skeleton on the meta device first: a config that does not match
+        # its weights (or asks for a huge model) fails before any real memory is allocated.
+        with torch.device("meta"):
+            skeleton = cls(config)
+        state = read_weights(weights, skeleton.state_dict(), config)
+        del skeleton
         model = cls(config)
-        model.load_weights(weights)
+        model.load_state_dict(state, strict=True)
         model.source = {"name": str(repo_id_or_dir), "revision": revision, "folder": str(folder)}
         if device is not None:
             model.to(device)
@@ -126,38 +132,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     def load_weights(self, weights: str | Path) -> None:
         """Load ``model.safetensors`` strictly; errors list missing, unexpected and mis-shaped keys."""
-        from safetensors import SafetensorError, safe_open
-
-        weights = Path(weights)
-        size = weights.stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise CheckpointError(f"{weights}: {size / 1e9:.1f} GB is too large for a StyleFusion checkpoint")
-        try:
-            with safe_open(str(weights), framework="pt", device="cpu") as f:
-                metadata = f.metadata() or {}
-                expected = self.state_dict()
-                keys = set(f.keys())
-                missing = sorted(set(expected) - keys)
-                unexpected = sorted(keys - set(expected))
-                if missing or unexpected:
-                    raise CheckpointError(_key_error(weights, missing, unexpected))
-                state = {}
-                for k in expected:
-                    shape = tuple(f.get_slice(k).get_shape())
-                    if shape != tuple(expected[k].shape):
-                        raise CheckpointError(
-                            f"{weights}: {k} has shape {list(shape)}, the config expects "
-                            f"{list(expected[k].shape)} (config.json does not match the weights)")
-                    state[k] = f.get_tensor(k)
-        except SafetensorError as exc:
-            raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
-        digest = metadata.get("stylefusion_config_sha256")
-        config_json = json.dumps(self.config.to_dict(), sort_keys=True)
-        if digest is not None and digest != _config_digest(config_json):
-            raise CheckpointError(
-                f"{weights}: written for a different config.json (an interrupted save or files "
-                "mixed from two checkpoints)")
-        self.load_state_dict(state, strict=True)
+        self.load_state_dict(read_weights(weights, self.state_dict(), self.config), strict=True)
         self._identity = None
 
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -360,6 +335,43 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
+def read_weights(weights: str | Path, expected: dict[str, torch.Tensor],
+                 config: StyleFusionConfig) -> dict[str, torch.Tensor]:
+    """Tensors of ``model.safetensors`` after checking keys, shapes and the config digest.
+
+    ``expected`` may hold meta tensors: only names and shapes are used, and each tensor is read
+    only after every key and shape has been checked against the file's header.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    weights = Path(weights)
+    size = weights.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{weights}: {size / 1e9:.1f} GB is too large for a StyleFusion checkpoint")
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            keys = set(f.keys())
+            missing = sorted(set(expected) - keys)
+            unexpected = sorted(keys - set(expected))
+            if missing or unexpected:
+                raise CheckpointError(_key_error(weights, missing, unexpected))
+            for k, v in expected.items():
+                shape = tuple(f.get_slice(k).get_shape())
+                if shape != tuple(v.shape):
+                    raise CheckpointError(
+                        f"{weights}: {k} has shape {list(shape)}, the config expects "
+                        f"{list(v.shape)} (config.json does not match the weights)")
+            digest = metadata.get("stylefusion_config_sha256")
+            if digest is not None and digest != _config_digest(json.dumps(config.to_dict(), sort_keys=True)):
+                raise CheckpointError(
+                    f"{weights}: written for a different config.json (an interrupted save or files "
+                    "mixed from two checkpoints)")
+            return {k: f.get_tensor(k) for k in expected}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())

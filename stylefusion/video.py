@@ -118,6 +118,11 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
+#: The scan keeps one timestamp per frame; past this many frames (about 23 hours at 60 fps) a file
+#: is refused rather than letting a crafted or endless stream grow the scan without bound.
+MAX_SOURCE_FRAMES = 5_000_000
+
+
 @dataclass
 class _Scan:
     pts: list[int]  # presentation timestamps of all frames, sorted
@@ -145,6 +150,9 @@ def _scan(path: Path, container, stream) -> _Scan:
             if use_order:
                 ts = order
             pts.append(int(ts))
+            if len(pts) > MAX_SOURCE_FRAMES:
+                raise VideoReadError(path, f"has more than {MAX_SOURCE_FRAMES:,} frames; too long to sample "
+                                           "(cut the part to analyse)")
             if packet.is_keyframe:
                 keys.append(int(ts))
             order += 1
@@ -263,6 +271,7 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
     def keyframe_before(p: int) -> int:
         return scan.keyframes[max(0, bisect.bisect_right(scan.keyframes, p) - 1)]
 
+    errors = [0]  # packets that failed to decode, over the whole read (bounded: see _tolerant_decode)
     frames_iter = None
     pos: int | None = None  # pts of the last decoded frame
     sought_for = -1  # the wanted position we last sought for (never seek twice for one target)
@@ -278,7 +287,7 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
                 container.seek(int(key), stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
                 container.seek(0, stream=stream, backward=True, any_frame=False)
-            frames_iter = container.decode(stream)
+            frames_iter = _tolerant_decode(path, container, stream, errors)
             pos, sought_for = None, k
         try:
             for frame in frames_iter:
@@ -297,4 +306,33 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
         except (av.FFmpegError, OSError, ValueError) as exc:
             logger.warning("%s: decoding error near pts %s (%s)", path, pos, _short(exc))
             frames_iter = None
+    if errors[0]:
+        logger.warning("%s: %d damaged packets were skipped while decoding", path, errors[0])
     return out
+
+
+#: A read gives up decoding after this many damaged packets (a stream of garbage costs bounded time).
+MAX_DECODE_ERRORS = 200
+
+
+def _tolerant_decode(path: Path, container, stream, errors: list[int]):
+    """Frames from the current demux position on; a packet that fails to decode is skipped.
+
+    ``container.decode`` stops at the first damaged packet, so one corrupt stretch in the middle of
+    a long group of pictures would lose every later frame of that group (and each later sampled
+    frame would seek back and fail again). Decoding packet by packet lets the decoder resynchronise
+    on the next decodable packet, as players do. Demuxing errors (a truncated file) end the stream;
+    more than ``MAX_DECODE_ERRORS`` damaged packets in one read raise the last error.
+    """
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except (av.FFmpegError, ValueError) as exc:
+            errors[0] += 1
+            if errors[0] > MAX_DECODE_ERRORS:
+                raise
+            logger.debug("%s: skipped a damaged packet at pts %s (%s)", path, packet.pts, _short(exc))
+            continue
+        yield from frames
