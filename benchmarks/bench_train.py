@@ -1,0 +1,99 @@
+"""Time per epoch of fusion-head training on a cache of 5,000 videos with the full preset's sizes.
+
+The target (issue 5): an epoch over 5,000 cached videos in under 10 s on 2 CPU cores. The cache is
+synthetic — random features of the full preset's shapes (content [2, 2048], style [32, 1, 512]),
+written as real cache entries for a real full-preset checkpoint — and training goes through
+``stylefusion.research.train.train``, so what is timed is what users run: loading the cache into
+memory once, then epochs of batches by index (train + validation pass per epoch).
+
+    python benchmarks/bench_train.py                      # 5,000 videos, 5 epochs, torch threads
+    python benchmarks/bench_train.py --threads 1 --videos 1000
+
+Prints the time to write and to load the cache and the median (and min/max) epoch time. The
+machines are shared and noisy: compare medians measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def build_cache(root: Path, n: int, seed: int = 0) -> Path:
+    """A full-preset checkpoint and ``n`` cache entries of random features made for it."""
+    from stylefusion.detector import init_checkpoint
+    from stylefusion.research.cache import FeatureCache, FeatureKey
+    from stylefusion.research.datasets import ManifestRecord
+    from stylefusion.results import VideoFeatures
+
+    ckpt = root / "ckpt"
+    model = init_checkpoint("full", ckpt, seed)
+    key = FeatureKey.from_model(model, str(ckpt))
+    c = model.config
+    cache = FeatureCache(root / "cache")
+    rng = np.random.default_rng(seed)
+    t = c.num_frames
+    fingerprint = {"video_size": "0", "video_mtime_ns": "0", "video_sha256_headtail": ""}
+    for i in range(n):
+        label = int(rng.random() < 0.5)
+        split = "val" if i % 10 == 0 else "train"
+        rec = ManifestRecord(f"bench/{i:05d}", f"/nonexistent/{i:05d}.mp4", label, split, "bench",
+                             "fake" if label else "real")
+        feats = VideoFeatures(
+            content=torch.from_numpy(rng.standard_normal((c.num_clips, c.content_dim), dtype=np.float32)),
+            style=torch.from_numpy(rng.standard_normal((t, len(c.style_levels), c.style_dim), dtype=np.float32)),
+            source_indices=np.arange(t), timestamps=np.arange(t) / 25.0, boxes=np.zeros((t, 4), np.float32),
+            probs=np.ones(t, np.float32), fallback=np.zeros(t, bool))
+        cache.write(rec, key, feats, fingerprint)
+    return ckpt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--workdir", help="keep the cache here and reuse it on the next run "
+                                          "(default: a temporary folder)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from stylefusion.research.cache import load_features
+    from stylefusion.research.train import TrainOptions, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        t0 = time.perf_counter()
+        if (root / "ckpt" / "model.safetensors").is_file() and len(list((root / "cache").rglob("*.safetensors"))) == args.videos:
+            ckpt = root / "ckpt"  # --workdir from an earlier run: reuse its cache
+        else:
+            ckpt = build_cache(root, args.videos)
+        t_write = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        data = load_features(root / "cache")
+        t_load = time.perf_counter() - t0
+        del data
+        opts = TrainOptions(cache=str(root / "cache"), out=str(root / "out"), model=str(ckpt),
+                            epochs=args.epochs, patience=args.epochs + 1, batch_size=args.batch_size)
+        result = train(opts)
+        epochs = [row["seconds"] for row in result.history]
+        print(f"videos {args.videos} (train {int(args.videos * 0.9)}, val {args.videos // 10}), full preset "
+              f"features, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+        print(f"cache write {t_write:.1f} s, cache load into memory {t_load:.1f} s, whole train() "
+              f"{result.seconds:.1f} s")
+        print(f"epoch (train + val) seconds: median {statistics.median(epochs):.2f}, min {min(epochs):.2f}, "
+              f"max {max(epochs):.2f} over {len(epochs)} epochs")
+
+
+if __name__ == "__main__":
+    main()
