@@ -77,6 +77,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         self.use_autocast = False  # bf16 autocast of the extractors on CUDA
         self._cropper: FaceCropper | None = None
         self._identity: dict[str, Any] | None = None
+        self._style_channels_last = False
         # Normalisation constants as [1, 3, 1, 1] tensors (not buffers: they live in the config).
         self._style_mean = torch.tensor(config.style_mean).view(1, 3, 1, 1)
         self._style_std = torch.tensor(config.style_std).view(1, 3, 1, 1)
@@ -207,6 +208,11 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     def style_features(self, crops: np.ndarray) -> torch.Tensor:
         """Stage 3a: [T, S, S, 3] uint8 crops → [T, n_levels, style_dim] pSp latents."""
+        if not self._style_channels_last:
+            # oneDNN and cuDNN run these 2-D convolutions 1.3-1.4x faster in NHWC (measured on the
+            # full encoder, 16 crops, 2 CPU cores); outputs agree to 1e-7.
+            self.style.to(memory_format=torch.channels_last)
+            self._style_channels_last = True
         chunks = []
         x_all = torch.from_numpy(np.ascontiguousarray(crops))
         with torch.inference_mode(), self._autocast():
@@ -214,7 +220,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                 x = x_all[start:start + self.config.style_batch_size].to(self.device, non_blocking=True)
                 x = x.permute(0, 3, 1, 2).float().div_(255.0)
                 x = (x - self._style_mean.to(x.device)) / self._style_std.to(x.device)
-                chunks.append(self.style(x).float())
+                chunks.append(self.style(x.contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(chunks).cpu()
 
     def content_features(self, crops: np.ndarray) -> torch.Tensor:

@@ -86,3 +86,17 @@ def test_follows_one_person_of_two(cropper, tmp_path):
     centres = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
     sides = np.where(centres < 320, "left", "right")
     assert len(set(sides)) == 1, sides  # one person throughout
+
+
+def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(tmp_path):
+    """On 720p frames MTCNN skips the small-face pyramid levels yet finds the same boxes."""
+    from videogen import composite_face_video
+
+    path = composite_face_video(tmp_path / "hd.mp4", seconds=1.0)
+    frames = read_frames(path, 8)
+    fast = FaceCropper(StyleFusionConfig(detect_max_side=640)).detect(frames.images)
+    full = FaceCropper(StyleFusionConfig(detect_max_side=0)).detect(frames.images)
+    for (bf, pf), (bx, px) in zip(fast, full):
+        assert len(bf) >= 1 and len(bx) >= 1
+        assert iou(bf[0], bx[0]) > 0.99
+        assert pf[0] == pytest.approx(px[0], abs=1e-4)

@@ -39,15 +39,7 @@ ENV.pop("STYLEFUSION_MODEL", None)
 
 #: Inputs that fail because of a bug in a file this test does not own: name -> the fix needed.
 #: They are reported in the table and xfail the affected test instead of failing it.
-KNOWN_BUGS: dict[str, str] = {
-    "tiny_16x16": "stylefusion/faces.py FaceCropper.detect: MTCNN raises ValueError (torch.cat of an "
-                  "empty list) on frames whose short side is below mtcnn_min_face_size; return no "
-                  "detections for such frames instead of calling MTCNN",
-    "cli": "stylefusion/cli.py _run_detect: only StyleFusionError is caught per video, so any other "
-           "exception (e.g. the faces bug above) ends the whole batch with a traceback and no report; "
-           "also catch Exception per video (record 'error': f'{type(exc).__name__}: {exc}' on one line, "
-           "log the traceback at debug level, count it as failed, carry on)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

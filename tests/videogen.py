@@ -105,8 +105,10 @@ def composite_face_video(path: str | Path, seconds: float = 10.0, width: int = 1
     background = rng.integers(40, 90, size=(height, width, 3), dtype=np.uint8)
     n = int(seconds * fps)
     fh, fw = faces[0].shape[:2]
-    scale = 3
-    big = [np.kron(f, np.ones((scale, scale, 1), np.uint8)) for f in faces]
+    import cv2
+
+    scale = 3  # a smooth (bicubic) upscale: a face as a 720p camera would show it, not pixel blocks
+    big = [cv2.resize(f, (fw * scale, fh * scale), interpolation=cv2.INTER_CUBIC) for f in faces]
 
     def frame(i: int) -> np.ndarray:
         img = background.copy()

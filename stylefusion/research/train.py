@@ -68,7 +68,7 @@ class TrainOptions:
     model: str | None = None  # the checkpoint whose backbones made the cache (fresh head)
     preset: str | None = None  # head sizes of a preset (with --model only)
     epochs: int = 100
-    batch_size: int = 32
+    batch_size: int = 64  # the report gives none; 64 halves the per-step overhead of the GRU on CPU
     lr: float = 3e-4
     weight_decay: float = 0.01
     mixup_alpha: float = 0.2

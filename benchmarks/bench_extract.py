@@ -1,0 +1,300 @@
+"""Per-video extraction time by stage: StyleFusion against the report's pipeline, same weights.
+
+    python benchmarks/bench_extract.py [--repeats 3] [--quick] [--videos composite,carphone]
+
+Inputs, made in a temp dir: a random FULL-size checkpoint (``init_checkpoint("full")``), a
+1280x720 10-second composite face video (tests/videogen.py) and the real carphone clip.
+
+Reference = the pipeline as the report describes it, written here: OpenCV reads EVERY frame
+(``grab`` each one, ``retrieve`` the 32 uniformly sampled ones), MTCNN one frame at a time at full
+resolution, the full 18-level pSp encoder (``StyleEncoder(levels=0..17)`` holding the checkpoint's
+weights) one frame at a time keeping level 9, the content network one clip at a time, the same head.
+Ours = ``StyleFusionDetector.detect`` and its per-stage timings.
+
+Checks (the benchmark fails if they do not hold): on the same crops both pipelines give the same
+level-9 latents (allclose, rtol 1e-4) and the same content vectors; our face box (MTCNN on the
+frame downscaled to ``detect_max_side``) overlaps the full-resolution box with IoU >= 0.9 in every
+sampled frame. Repeats alternate which pipeline goes first; the table gives the median of each
+stage and the ratio of the medians, and the total row also the median of per-repeat ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import composite_video, make_checkpoint, median, set_threads, table  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+STAGES = ("decode+sample", "faces", "style", "content", "head")
+OURS_KEYS = {"decode+sample": "sampling", "faces": "faces", "style": "style", "content": "content",
+             "head": "head"}
+STYLE_LEVEL = 9
+IOU_MIN = 0.9
+RTOL = 1e-4
+
+
+class ReferencePipeline:
+    """The report's way: every frame decoded, per-frame MTCNN at full size, full pSp per frame."""
+
+    def __init__(self, det):
+        from stylefusion.models.style import ALL_LEVELS, StyleEncoder
+
+        c = det.config
+        if STYLE_LEVEL not in c.style_levels:
+            raise SystemExit(f"checkpoint style_levels={c.style_levels} lacks level {STYLE_LEVEL}")
+        self.det = det
+        self.config = c
+        torch.manual_seed(1)  # the 17 unused style blocks get random weights, as upstream would hold
+        self.full = StyleEncoder(width=c.style_width, units=c.style_units, levels=ALL_LEVELS,
+                                 input_size=c.face_size)
+        res = self.full.load_state_dict(det.style.state_dict(), strict=False)
+        assert not res.unexpected_keys, res.unexpected_keys
+        ours = {f"styles.{lv}." for lv in c.style_levels}
+        assert all(k.startswith("styles.") and not k.startswith(tuple(ours)) for k in res.missing_keys), \
+            [k for k in res.missing_keys if not k.startswith("styles.")]
+        for k, v in det.style.state_dict().items():  # every shared weight is the same tensor value
+            assert torch.equal(self.full.state_dict()[k], v), k
+        self.full.eval().to(det.device)
+        self.mtcnn = det.cropper.mtcnn  # same MTCNN (weights, thresholds, min face size, factor)
+        self.cropper = det.cropper
+        self.level_index = list(range(18)).index(STYLE_LEVEL)
+
+    def read(self, path):
+        import cv2
+
+        from stylefusion.video import sample_indices
+
+        cap = cv2.VideoCapture(str(path))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        indices = sample_indices(n, self.config.num_frames)
+        wanted = set(int(i) for i in indices)
+        kept, i = {}, 0
+        while cap.grab():  # decodes every frame
+            if i in wanted:
+                ok, bgr = cap.retrieve()
+                kept[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            i += 1
+        cap.release()
+        assert i == n, f"OpenCV read {i} frames, its header said {n}"
+        return np.stack([kept[int(j)] for j in indices]), indices
+
+    def faces(self, images):
+        dets = []
+        with torch.inference_mode():
+            for im in images:  # one frame at a time, full resolution
+                b, p = self.mtcnn.detect(im)
+                if b is None or len(b) == 0:
+                    dets.append((np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)))
+                else:
+                    dets.append((np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)))
+        chosen = self.cropper.select_track(dets)
+        h, w = images.shape[1:3]
+        face_boxes = [None if j is None else dets[t][0][j] for t, j in enumerate(chosen)]
+        crop_boxes = [self.cropper.crop_box(b, h, w) for b in face_boxes]
+        crops = np.stack([self.cropper.crop(im, cb) for im, cb in zip(images, crop_boxes)])
+        return crops, face_boxes
+
+    def style(self, crops):
+        c = self.config
+        mean = torch.tensor(c.style_mean).view(1, 3, 1, 1)
+        std = torch.tensor(c.style_std).view(1, 3, 1, 1)
+        out = []
+        with torch.inference_mode():
+            for crop in crops:  # one frame at a time through all 18 levels
+                x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0)
+                x = ((x - mean) / std).to(self.det.device)
+                out.append(self.full(x)[:, self.level_index].float().cpu())
+        return torch.cat(out)[:, None]  # [T, 1, D]
+
+    def content(self, crops):
+        c = self.config
+        mean = torch.tensor(c.content_mean).view(1, 3, 1, 1)
+        std = torch.tensor(c.content_std).view(1, 3, 1, 1)
+        out = []
+        with torch.inference_mode():
+            for k in range(c.num_clips):  # one clip at a time
+                x = torch.from_numpy(crops[k * c.clip_len:(k + 1) * c.clip_len]).permute(0, 3, 1, 2).float() / 255.0
+                x = F.interpolate(x, size=(c.content_size, c.content_size), mode="bilinear",
+                                  align_corners=False, antialias=True)
+                x = ((x - mean) / std).transpose(0, 1)[None].to(self.det.device)  # [1, 3, L, S, S]
+                out.append(self.det.content(x).float().cpu())
+        return torch.cat(out)
+
+    def run(self, path):
+        t = {}
+        t0 = time.perf_counter()
+        images, indices = self.read(path)
+        t1 = time.perf_counter()
+        crops, face_boxes = self.faces(images)
+        t2 = time.perf_counter()
+        style = self.style(crops)
+        t3 = time.perf_counter()
+        content = self.content(crops)
+        t4 = time.perf_counter()
+        self.det.classify(content[None], style[None])
+        t5 = time.perf_counter()
+        t.update(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)))
+        return t, dict(indices=indices, crops=crops, face_boxes=face_boxes, style=style, content=content)
+
+
+def iou(a, b) -> float:
+    from stylefusion.faces import iou as _iou
+
+    return _iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
+
+
+def check(det, path, ref_out, n_latent: int) -> dict:
+    """Face boxes vs full resolution; latents and content of the reference crops through our code."""
+    frames = det.read(path)
+    np.testing.assert_array_equal(frames.source_indices, ref_out["indices"])
+    dets = det.cropper.detect(frames.images)
+    chosen = det.cropper.select_track(dets)
+    ious, crop_ious = [], []
+    h, w = frames.images.shape[1:3]
+    for t, j in enumerate(chosen):
+        ref_box = ref_out["face_boxes"][t]
+        if j is None or ref_box is None:
+            ious.append(1.0 if (j is None and ref_box is None) else 0.0)
+        else:
+            ours = dets[t][0][j] / frames.info.decoded_scale
+            ious.append(iou(ours, ref_box))
+            s = frames.info.decoded_scale
+            crop_ious.append(iou(det.cropper.crop_box(dets[t][0][j], h, w) / s,
+                                 det.cropper.crop_box(ref_box, round(h / s), round(w / s))))
+    crops = ref_out["crops"]
+    sel = np.linspace(0, len(crops) - 1, n_latent).round().astype(int)
+    ours_style = det.style_features(crops[sel])
+    ref_style = ref_out["style"][sel]
+    scale = float(ref_style.abs().max())
+    lat_diff = float((ours_style - ref_style).abs().max())
+    lat_ok = torch.allclose(ours_style, ref_style, rtol=RTOL, atol=RTOL * scale)
+    ours_content = det.content_features(crops)
+    con_diff = float((ours_content - ref_out["content"]).abs().max())
+    con_ok = torch.allclose(ours_content, ref_out["content"], rtol=RTOL,
+                            atol=RTOL * float(ref_out["content"].abs().max()))
+    return dict(min_iou=min(ious), median_iou=median(ious), iou_ok=min(ious) >= IOU_MIN,
+                n_below=sum(v < IOU_MIN for v in ious), min_crop_iou=min(crop_ious or [float("nan")]),
+                faces_found=sum(b is not None for b in ref_out["face_boxes"]), n=len(ious),
+                n_latent=len(sel), latent_max_abs_diff=lat_diff, latent_scale=scale, latent_ok=lat_ok,
+                content_max_abs_diff=con_diff, content_ok=con_ok)
+
+
+def warm_up(det, ref) -> None:
+    c = det.config
+    with torch.inference_mode():
+        x = torch.zeros(1, 3, c.face_size, c.face_size)
+        det.style(x)
+        ref.full(x)
+        det.content(torch.zeros(1, 3, c.clip_len, c.content_size, c.content_size))
+        det.cropper.mtcnn.detect(np.zeros((1, 120, 160, 3), np.uint8))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true",
+                    help="1 repeat, a 4-second composite video, 4 crops for the latent check")
+    ap.add_argument("--videos", default="composite,carphone", help="comma list of composite, carphone")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of the composite video")
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenCV threads (default: min(2, cores))")
+    ap.add_argument("--latent-crops", type=int, default=8, help="crops through both encoders for the check")
+    ap.add_argument("--workdir", default=None, help="keep inputs here instead of a temp dir")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.seconds, args.latent_crops = 1, min(args.seconds, 4.0), 4
+    threads = set_threads(args.threads)
+
+    from videogen import carphone_path
+
+    from stylefusion.detector import StyleFusionDetector
+
+    tmp = tempfile.TemporaryDirectory(prefix="sf-bench-extract-")
+    work = Path(args.workdir or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ckpt = make_checkpoint(work / "full-ckpt", "full")
+    videos = {}
+    for name in args.videos.split(","):
+        if name == "composite":
+            videos[f"composite 1280x720 {args.seconds:g}s"] = composite_video(
+                work / f"composite-{args.seconds:g}s.mp4", args.seconds)
+        elif name == "carphone":
+            videos["carphone 176x144 4s"] = carphone_path()
+        else:
+            raise SystemExit(f"unknown video {name!r}")
+    det = StyleFusionDetector.from_pretrained(ckpt).eval()
+    ref = ReferencePipeline(det)
+    warm_up(det, ref)
+    print(f"# bench_extract: torch {torch.__version__}, {threads} threads, preset {det.config.preset}, "
+          f"T={det.config.num_frames}, detect_max_side={det.config.detect_max_side}, "
+          f"repeats={args.repeats}; setup {time.perf_counter() - t0:.1f}s", flush=True)
+
+    failures = []
+    summary = []
+    for vname, path in videos.items():
+        ref_t = {s: [] for s in STAGES}
+        our_t = {s: [] for s in STAGES}
+        totals = []
+        checks = None
+        for r in range(args.repeats):
+            order = ("ref", "ours") if r % 2 == 0 else ("ours", "ref")
+            rt = ot = None
+            for who in order:
+                if who == "ref":
+                    rt, ref_out = ref.run(path)
+                    if checks is None:
+                        checks = check(det, path, ref_out, args.latent_crops)
+                else:
+                    res = det.detect(path)
+                    ot = {s: res.timings[OURS_KEYS[s]] for s in STAGES}
+            for s in STAGES:
+                ref_t[s].append(rt[s])
+                our_t[s].append(ot[s])
+            rtot, otot = sum(rt.values()), sum(ot.values())
+            totals.append((rtot, otot))
+            print(f"  {vname} repeat {r + 1}/{args.repeats}: reference {rtot:.2f}s, ours {otot:.2f}s, "
+                  f"ratio {rtot / otot:.2f}x", flush=True)
+        rows = []
+        for s in STAGES:
+            rm, om = median(ref_t[s]), median(our_t[s])
+            rows.append([s, rm, om, rm / om if om > 0 else float("nan")])
+        rtot, otot = median([a for a, _ in totals]), median([b for _, b in totals])
+        paired = median([a / b for a, b in totals])
+        rows.append(["total", rtot, otot, rtot / otot])
+        print(f"\n## {vname}: {path}")
+        print(table(rows, ["stage", "reference median s", "ours median s", "ratio"]))
+        print(f"median of per-repeat total ratios: {paired:.2f}x (target >= 3x: "
+              f"{'met' if paired >= 3 else 'NOT met'})")
+        print(f"faces: IoU(ours, full-resolution) min {checks['min_iou']:.3f}, median {checks['median_iou']:.3f} "
+              f"over {checks['n']} frames (reference found a face in {checks['faces_found']}); "
+              f">= {IOU_MIN}: {checks['iou_ok']} ({checks['n_below']} frames below); "
+              f"their 256x256 crop boxes: min IoU {checks['min_crop_iou']:.3f}")
+        print(f"level-{STYLE_LEVEL} latents, same {checks['n_latent']} crops: max |diff| "
+              f"{checks['latent_max_abs_diff']:.2e} (max |latent| {checks['latent_scale']:.2e}), allclose rtol "
+              f"{RTOL}: {checks['latent_ok']}; content vectors max |diff| {checks['content_max_abs_diff']:.2e}, "
+              f"allclose: {checks['content_ok']}\n", flush=True)
+        for key in ("iou_ok", "latent_ok", "content_ok"):
+            if not checks[key]:
+                failures.append(f"{vname}: {key}")
+        summary.append((vname, rtot, otot, paired))
+
+    print("## summary (per video, medians)")
+    print(table([[v, a, b, p] for v, a, b, p in summary],
+                ["video", "reference s", "ours s", "ratio (paired median)"]))
+    print(f"wall time {time.perf_counter() - t0:.0f}s")
+    if failures:
+        print("CHECKS FAILED: " + ", ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

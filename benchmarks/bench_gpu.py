@@ -1,0 +1,200 @@
+"""GPU extraction figures with the FULL preset: per-video time fp32 vs bf16, videos/s, peak memory.
+
+    python benchmarks/bench_gpu.py [--device cuda] [--repeats 5] [--batches 1,8,32] [--quick]
+
+Inputs, made in a temp dir: a random full-size checkpoint, a 1280x720 10-second composite face
+video and the carphone clip (tests/videogen.py). For fp32 and for bf16 (``use_autocast``):
+  * per video: ``detect`` on the 720p video, median per stage over ``--repeats`` after 2 warm-ups;
+  * throughput: N videos (the two videos alternating) one after the other with ``detect``
+    ("sequential"), and the same N with :func:`extract_many` ("batched": frames decoded by a
+    thread pool, faces per video, then every crop of the N videos through the style encoder and
+    every clip through the content network in large batches, and one head call), in videos/s;
+  * peak GPU memory (``torch.cuda.max_memory_allocated``) of each.
+The batched features are checked against the per-video ones. Also runs on the CPU (``--device
+cpu --quick``) to check the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import composite_video, make_checkpoint, median, set_threads, table  # noqa: E402
+
+import torch  # noqa: E402
+
+STAGES = ("sampling", "faces", "style", "content", "head")
+
+
+def extract_many(det, paths, style_batch: int = 128, workers: int = 4):
+    """Features and logits of several videos with the networks batched ACROSS videos.
+
+    Returns (content [N, C, Dc], style [N, T, L, Ds], logits [N], timings). Same preprocessing and
+    weights as ``detect``; only the batching differs.
+    """
+    t = {}
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:  # PyAV decoding releases the GIL
+        frames = list(pool.map(det.read, paths))
+    t1 = time.perf_counter()
+    tracks = [det.faces(f) for f in frames]
+    t2 = time.perf_counter()
+    import numpy as np
+
+    crops = np.concatenate([tr.crops for tr in tracks])  # [N*T, S, S, 3]
+    old = det.config.style_batch_size
+    det.config.style_batch_size = style_batch
+    try:
+        style = det.style_features(crops)
+    finally:
+        det.config.style_batch_size = old
+    if det.device.type == "cuda":
+        torch.cuda.synchronize()
+    t3 = time.perf_counter()
+    c = det.config
+    n = len(paths)
+    content = _content_batched(det, crops, n)
+    t4 = time.perf_counter()
+    style = style.view(n, c.num_frames, *style.shape[1:])
+    content = content.view(n, c.num_clips, -1)
+    out = det.classify(content, style)
+    logits = out.logits.float().cpu()
+    t5 = time.perf_counter()
+    t.update(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)))
+    return content, style, logits, t
+
+
+def _content_batched(det, crops, n):
+    """All clips of ``n`` videos through the content network in one pass (as content_features)."""
+    import torch.nn.functional as F
+
+    c = det.config
+    with torch.inference_mode(), det._autocast():
+        x = torch.from_numpy(crops).to(det.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = F.interpolate(x, size=(c.content_size, c.content_size), mode="bilinear",
+                          align_corners=False, antialias=True)
+        x = (x - det._content_mean.to(x.device)) / det._content_std.to(x.device)
+        x = x.view(n * c.num_clips, c.clip_len, 3, c.content_size, c.content_size).transpose(1, 2)
+        return det.content(x).float().cpu()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--quick", action="store_true", help="1 repeat, batches 1,2, a 4-second video")
+    ap.add_argument("--preset", default="full", choices=("full", "tiny"),
+                    help="tiny only to check the script on a CPU")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    seconds = 10.0
+    if args.quick:
+        args.repeats, args.batches, seconds = 1, "1,2", 4.0
+    set_threads(None)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device visible to torch")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    from videogen import carphone_path
+
+    from stylefusion.detector import StyleFusionDetector
+
+    tmp = tempfile.TemporaryDirectory(prefix="sf-bench-gpu-")
+    work = Path(args.workdir or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    ckpt = make_checkpoint(work / f"{args.preset}-ckpt", args.preset)
+    v720 = composite_video(work / f"composite-{seconds:g}s.mp4", seconds)
+    videos = [v720, carphone_path()]
+    det = StyleFusionDetector.from_pretrained(ckpt, device=device).eval()
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    print(f"# bench_gpu: {name}, torch {torch.__version__}, preset {det.config.preset}, "
+          f"repeats {args.repeats}; setup {time.perf_counter() - t_start:.0f}s", flush=True)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def reset_peak():
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def peak_mb():
+        return torch.cuda.max_memory_allocated(device) / 1e6 if cuda else float("nan")
+
+    per_video_rows, thr_rows = [], []
+    ref_feats = {}
+    for prec in args.precisions.split(","):
+        det.use_autocast = prec == "bf16"
+        for _ in range(2 if not args.quick else 1):
+            det.detect(v720)  # warm-up (cuDNN autotune, MTCNN on the device)
+        reset_peak()
+        runs = []
+        for _ in range(args.repeats):
+            sync()
+            t0 = time.perf_counter()
+            res = det.detect(v720)
+            sync()
+            runs.append((time.perf_counter() - t0, res.timings))
+        per_video_rows.append([prec, median(w for w, _ in runs),
+                               *(median(t[s] for _, t in runs) for s in STAGES), peak_mb()])
+        feats = [det.extract_features(v) for v in videos]
+        ref_feats[prec] = feats
+        print(f"  {prec}: per video {per_video_rows[-1][1]:.3f}s", flush=True)
+        for n in (int(b) for b in args.batches.split(",")):
+            paths = [videos[i % len(videos)] for i in range(n)]
+            reset_peak()
+            sync()
+            t0 = time.perf_counter()
+            for p in paths:
+                det.detect(p)
+            sync()
+            seq = time.perf_counter() - t0
+            seq_peak = peak_mb()
+            reset_peak()
+            sync()
+            t0 = time.perf_counter()
+            content, style, _, bt = extract_many(det, paths)
+            sync()
+            bat = time.perf_counter() - t0
+            bat_peak = peak_mb()
+            # batched features = per-video features (bf16: loose tolerance)
+            tol = 1e-3 if prec == "fp32" else 5e-2
+            for i in range(min(n, len(videos))):
+                f = feats[i]
+                for got, want in ((style[i].cpu(), f.style), (content[i].cpu(), f.content)):
+                    scale = float(want.abs().max()) or 1.0
+                    err = float((got - want).abs().max()) / scale
+                    if err > tol:
+                        raise SystemExit(f"{prec} batch {n}: batched features differ from per-video ones "
+                                         f"(max rel err {err:.2e} > {tol})")
+            thr_rows.append([prec, n, seq, n / seq, seq_peak, bat, n / bat, bat_peak,
+                             *(bt[s] for s in STAGES)])
+            print(f"  {prec} N={n}: sequential {n / seq:.2f} videos/s, batched {n / bat:.2f} videos/s",
+                  flush=True)
+    if "fp32" in ref_feats and "bf16" in ref_feats:
+        a, b = ref_feats["fp32"][0], ref_feats["bf16"][0]
+        rel = float((a.style - b.style).abs().max() / a.style.abs().max())
+        relc = float((a.content - b.content).abs().max() / a.content.abs().max())
+        print(f"# bf16 vs fp32 on the 720p video: style max rel diff {rel:.2e}, content {relc:.2e}")
+
+    print(f"\n## per video (1280x720 {seconds:g}s composite), medians of {args.repeats}, seconds")
+    print(table(per_video_rows, ["precision", "total", *STAGES, "peak GPU MB"]))
+    if len(per_video_rows) == 2:
+        print(f"bf16 speed-up per video: {per_video_rows[0][1] / per_video_rows[1][1]:.2f}x")
+    print("\n## throughput: N videos (720p composite and carphone alternating)")
+    print(table(thr_rows, ["precision", "N", "seq s", "seq videos/s", "seq peak MB", "batched s",
+                           "batched videos/s", "batched peak MB", *(f"b.{s}" for s in STAGES)]))
+    print(f"\nwall time {time.perf_counter() - t_start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
