@@ -12,9 +12,9 @@ weights) one frame at a time keeping level 9, the content network one clip at a 
 Ours = ``StyleFusionDetector.detect`` and its per-stage timings.
 
 Checks (the benchmark fails if they do not hold): on the same crops both pipelines give the same
-level-9 latents (allclose, rtol 1e-4) and the same content vectors; our face box (MTCNN on the
-frame downscaled to ``detect_max_side``) overlaps the full-resolution box with IoU >= 0.9 in every
-sampled frame. Repeats alternate which pipeline goes first; the table gives the median of each
+level-9 latents (allclose, rtol 1e-4) and the same content vectors; our face box (MTCNN skipping
+the fine pyramid levels on frames larger than ``detect_max_side``) overlaps the full-resolution box
+with IoU >= 0.9 in every sampled frame. Repeats alternate which pipeline goes first; the table gives the median of each
 stage and the ratio of the medians, and the total row also the median of per-repeat ratios.
 """
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylefusion.research.train import TrainOptions
+
 
 def build_cache(root: Path, n: int, seed: int = 0) -> Path:
     """A full-preset checkpoint and ``n`` cache entries of random features made for it."""
@@ -59,7 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=TrainOptions.__dataclass_fields__["batch_size"].default,
+                        help="videos per batch (default: stylefusion train's default)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--workdir", help="keep the cache here and reuse it on the next run "
                                           "(default: a temporary folder)")
@@ -69,7 +72,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from stylefusion.research.cache import load_features
-    from stylefusion.research.train import TrainOptions, train
+    from stylefusion.research.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)

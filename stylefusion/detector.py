@@ -213,11 +213,14 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
             # full encoder, 16 crops, 2 CPU cores); outputs agree to 1e-7.
             self.style.to(memory_format=torch.channels_last)
             self._style_channels_last = True
+        # On the CPU, small batches are faster (a batch of 16 NHWC 256x256 maps spills the caches:
+        # 0.58 s per crop against 0.49 s at 2, full encoder, 2 cores); GPUs want large batches.
+        bs = self.config.style_batch_size if self.device.type != "cpu" else min(2, self.config.style_batch_size)
         chunks = []
         x_all = torch.from_numpy(np.ascontiguousarray(crops))
         with torch.inference_mode(), self._autocast():
-            for start in range(0, len(x_all), self.config.style_batch_size):
-                x = x_all[start:start + self.config.style_batch_size].to(self.device, non_blocking=True)
+            for start in range(0, len(x_all), bs):
+                x = x_all[start:start + bs].to(self.device, non_blocking=True)
                 x = x.permute(0, 3, 1, 2).float().div_(255.0)
                 x = (x - self._style_mean.to(x.device)) / self._style_std.to(x.device)
                 chunks.append(self.style(x.contiguous(memory_format=torch.channels_last)).float())

@@ -1,7 +1,7 @@
 """Find the main face in the sampled frames and cut square crops around it (the report's stage 2).
 
-Steps, each callable alone (as in facenet-pytorch): ``detect`` (MTCNN on all frames in one batch,
-on a downscaled copy when frames are large, boxes mapped back to source pixels) → ``select_track``
+Steps, each callable alone (as in facenet-pytorch): ``detect`` (MTCNN on the frames in batches,
+skipping the small-face pyramid levels on large frames) → ``select_track``
 (pick the main face and follow the same person across frames by box overlap, instead of jumping to
 whoever is largest in each frame) → ``crop`` (grow the box by the margin in source pixels, make it
 square, keep it inside the frame, resize). A frame without a face falls back to a centre crop and is
