@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=TrainOptions.__dataclass_fields__["batch_size"].default,
+    parser.add_argument("--batch-size", type=int, default=TrainOptions(cache="", out="").batch_size,
                         help="videos per batch (default: stylefusion train's default)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--workdir", help="keep the cache here and reuse it on the next run "

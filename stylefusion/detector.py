@@ -131,11 +131,6 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
             model.to(device)
         return model.eval()
 
-    def load_weights(self, weights: str | Path) -> None:
-        """Load ``model.safetensors`` strictly; errors list missing, unexpected and mis-shaped keys."""
-        self.load_state_dict(read_weights(weights, self.state_dict(), self.config), strict=True)
-        self._identity = None
-
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write config.json and model.safetensors; each file appears whole or not at all."""
         from safetensors.torch import save_file

@@ -46,12 +46,14 @@ class VideoInfo:
     rotation: int
     codec: str
     decoded_scale: float = 1.0  # decoded frame size / source size (< 1 for downscaled large videos)
+    truncated: bool = False  # packets stopped early (a cut-off file): frames are sampled from what is there
 
     def to_dict(self) -> dict:
         return {
             "path": self.path, "width": self.width, "height": self.height,
             "num_frames": self.num_frames, "fps": round(self.fps, 4),
             "duration": round(self.duration, 4), "rotation": self.rotation, "codec": self.codec,
+            "truncated": self.truncated,
         }
 
 
@@ -161,6 +163,11 @@ def _scan(path: Path, container, stream) -> _Scan:
             raise VideoReadError(path, f"cannot read video packets ({_short(exc)})") from None
         logger.warning("%s: stopped reading packets after %d frames (%s)", path, len(pts), _short(exc))
         truncated = True
+    declared = int(stream.frames or 0)  # the container's own count (mp4 sample table), 0 if unknown
+    if declared and len(pts) < declared:
+        logger.warning("%s: the file is cut short: %d of the %d frames it declares are present",
+                       path, len(pts), declared)
+        truncated = True
     if use_order:  # timestamps unusable: fall back to packet order for everything
         pts = list(range(len(pts)))
         keys = [0]
@@ -251,7 +258,7 @@ def read_frames(path: str | Path, num_frames: int = 32,
     fps = float((n - 1) / duration) if duration > 0 else float(stream.average_rate or 0.0)
     h, w = images.shape[1:3]
     info = VideoInfo(str(path), int(round(w / scale)), int(round(h / scale)), n, fps, duration,
-                     int(decoded[wanted[0]][2]), codec, scale)
+                     int(decoded[wanted[0]][2]), codec, scale, scan.truncated)
     return Frames(images, indices, timestamps, info)
 
 

@@ -138,7 +138,7 @@ def _png_bytes() -> bytes:
 # ----------------------------------------------------------------------------------------------
 def generate(folder: str | Path) -> list[HostileInput]:
     """Write every hostile input into ``folder`` (created) and list them."""
-    from videogen import carphone_path, set_mp4_rotation
+    from videogen import set_mp4_rotation
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
@@ -178,49 +175,15 @@ def test_figures_handle_fallback_frames_and_missing_latents():
 # ---------------------------------------------------------------------------------------------
 # (b) the served app through gradio_client, (c) the page in headless Chromium
 # ---------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_ckpt, tmp_path_factory) -> Iterator[str]:
     """``python app.py`` in a subprocess on a free local port; yields its URL."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    env.pop("STYLEFUSION_MODEL", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--model", str(tiny_ckpt),
-                                 "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    from appserver import serve_app
+
+    with serve_app(tiny_ckpt, tmp_path_factory.mktemp("server") / "app.log", timeout=120) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
-@pytest.mark.slow
 def test_api_answers_survives_a_corrupt_file_and_answers_again(server, carphone, corrupt_video):
     from gradio_client import Client, handle_file
 

@@ -10,16 +10,11 @@ first request. The checkpoint is the tiny preset with 8 frames per video, to kee
 from __future__ import annotations
 
 import json
-import os
 import queue
 import random
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +22,7 @@ import pytest
 
 pytest.importorskip("gradio_client")
 import hostile  # noqa: E402
+from appserver import serve_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"
@@ -34,12 +30,6 @@ CALLERS = 8
 REQUESTS = 40
 REQUEST_TIMEOUT_S = 300
 RSS_SLACK = 300 * 2**20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss(pid: int, key: str = "VmRSS") -> int:
@@ -64,36 +54,9 @@ def server(tmp_path_factory):
         pytest.skip(f"{APP} does not exist yet")
     ckpt = tmp_path_factory.mktemp("load_ckpt")
     hostile.fast_checkpoint(ckpt)
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("load_server") / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    env.pop("STYLEFUSION_MODEL", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(APP), "--model", str(ckpt), "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve_app(ckpt, log_path, timeout=180) as (url, proc):
         yield url, proc, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _intervals(log_text: str) -> list[tuple[float, float]]:

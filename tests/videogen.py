@@ -51,13 +51,14 @@ def write_video(path: str | Path, num_frames: int, *, width: int = 64, height: i
                 fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
                 frame_fn: Callable[[int], np.ndarray] | None = None,
                 pts: Sequence[int] | None = None, time_base: Fraction | None = None,
-                options: dict[str, str] | None = None, container_format: str | None = None) -> Path:
+                options: dict[str, str] | None = None, container_format: str | None = None,
+                container_options: dict[str, str] | None = None) -> Path:
     """Write ``num_frames`` frames (barcodes by default). ``pts`` gives explicit timestamps (VFR)."""
     path = Path(path)
     frame_fn = frame_fn or (lambda i: barcode_frame(i, width, height))
     opts = {"crf": "10", "preset": "ultrafast"} if codec == "libx264" else {}
     opts.update(options or {})
-    with av.open(str(path), "w", format=container_format) as out:
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=fps, options=opts)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if pts is not None:
