@@ -62,8 +62,15 @@ class ReferencePipeline:
             [k for k in res.missing_keys if not k.startswith("styles.")]
         for k, v in det.style.state_dict().items():  # every shared weight is the same tensor value
             assert torch.equal(self.full.state_dict()[k], v), k
-        self.full.eval().to(det.device)
-        self.mtcnn = det.cropper.mtcnn  # same MTCNN (weights, thresholds, min face size, factor)
+        # As upstream runs it: oneDNN's direct convolutions, not our Winograd path.
+        self.full.eval().to(det.device).set_winograd(False)
+        from facenet_pytorch import MTCNN
+
+        # Its own MTCNN (the same packaged weights) with the config's thresholds, factor and
+        # smallest face, so the reference searches the whole pyramid at full resolution.
+        self.mtcnn = MTCNN(min_face_size=c.mtcnn_min_face_size, thresholds=list(c.mtcnn_thresholds),
+                           factor=c.mtcnn_factor, post_process=False, select_largest=True,
+                           keep_all=True, device=det.device)
         self.cropper = det.cropper
         self.level_index = list(range(18)).index(STYLE_LEVEL)
 
