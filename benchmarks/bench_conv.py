@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             print(f"  batch {batch} {c_in}->{c_out} @{side}: direct {t_direct * 1e3:.2f} ms, "
                   f"winograd {t_wino * 1e3:.2f} ms", flush=True)
     print()
-    print(table(rows, ["batch", "conv", "in encoder", "MAC share", "direct ms", "winograd ms", "speedup",
+    print(table(rows, ["batch", "conv", "in encoder", "share of MACs listed", "direct ms", "winograd ms", "speedup",
                        "rel err direct", "rel err winograd", "fast path"]))
     return 0
 

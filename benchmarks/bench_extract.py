@@ -6,9 +6,10 @@ Inputs, made in a temp dir: a random FULL-size checkpoint (``init_checkpoint("fu
 1280x720 10-second composite face video (tests/videogen.py) and the real carphone clip.
 
 Reference = the pipeline as the report describes it, written here: OpenCV reads EVERY frame
-(``grab`` each one, ``retrieve`` the 32 uniformly sampled ones), MTCNN one frame at a time at full
-resolution, the full 18-level pSp encoder (``StyleEncoder(levels=0..17)`` holding the checkpoint's
-weights) one frame at a time keeping level 9, the content network one clip at a time, the same head.
+(``grab`` each one, ``retrieve`` the 32 uniformly sampled ones), its own MTCNN one frame at a time
+at full resolution, the full 18-level pSp encoder (``StyleEncoder(levels=0..17)`` holding the
+checkpoint's weights, oneDNN's direct convolutions as upstream, no Winograd) one frame at a time
+keeping level 9, the content network one clip at a time, the same head.
 Ours = ``StyleFusionDetector.detect`` and its per-stage timings.
 
 Checks (the benchmark fails if they do not hold): on the same crops both pipelines give the same

@@ -100,3 +100,26 @@ def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(tmp_path):
         assert len(bf) >= 1 and len(bx) >= 1
         assert iou(bf[0], bx[0]) > 0.99
         assert pf[0] == pytest.approx(px[0], abs=1e-4)
+
+
+def test_detection_holds_no_per_video_state(tmp_path, carphone):
+    """One cropper serves videos of any size, also concurrently: a large video's pyramid setting
+    must not leak into the next call (the app shares one cropper between requests)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from videogen import composite_face_video
+
+    hd = read_frames(composite_face_video(tmp_path / "hd.mp4", seconds=1.0), 4).images
+    small = read_frames(carphone, 8).images
+    expected = FaceCropper(StyleFusionConfig()).detect(small)
+    shared = FaceCropper(StyleFusionConfig())
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(shared.detect, imgs) for imgs in (hd, small, hd, small)]
+        results = [j.result() for j in jobs]
+    shared.detect(hd)  # a large video last: its coarser pyramid is not left behind
+    assert shared.mtcnn.min_face_size == StyleFusionConfig().mtcnn_min_face_size
+    for got in (results[1], results[3], shared.detect(small)):
+        assert len(got) == len(expected)
+        for (b, p), (eb, ep) in zip(got, expected):
+            np.testing.assert_array_equal(b, eb)
+            np.testing.assert_array_equal(p, ep)

@@ -11,10 +11,11 @@ instead of 144, so 4x fewer multiply-adds, at the price of three cheap linear tr
 
 Here the element-wise product summed over channels is one batched matrix multiply
 (36 matrices of [tiles, C_in] @ [C_in, C_out]), which BLAS runs at full speed, and the transforms
-are small matrix products on channels-last data. Measured on 2 AVX2 cores (``benchmarks/
-bench_extract.py`` and the per-layer table in ``benchmarks/README.md``): 2.2-2.6x faster than
-oneDNN's direct convolution for 256 and 512 channels, 1.3x for 128, slower for 64 channels on
-large maps (memory-bound transforms), hence :data:`MIN_CHANNELS`.
+are small matrix products on channels-last data. Measured on 2 AVX2 cores
+(``benchmarks/bench_conv.py``, table in ``benchmarks/README.md``): about 2.2x faster than oneDNN's
+direct convolution for 256 and 512 channels (4 faces per pass), 1.3-1.4x for 128, and 3x slower
+for 64 channels on 128x128 maps (the transforms are memory-bound there), hence
+:data:`MIN_CHANNELS`.
 
 Accuracy: F(4x4, 3x3) with the interpolation points 0, ±1, ±2 is the usual choice for float32; a
 layer's relative error is about 1e-5 (direct convolution: about 2e-6), and the encoder's level-9
@@ -24,7 +25,7 @@ latent stays within 1e-4 relative of the direct computation (asserted by tests a
 this path only where it pays and is safe: CPU, float32, no autograd (inference), 3x3, stride 1,
 padding 1, no dilation or groups, ``in_channels >= min_channels``. Everywhere else, GPUs included
 (cuDNN picks its own algorithms), it is exactly ``nn.Conv2d``. The transformed weights (4x the
-size of the 3x3 weights: about 480 MB for the full encoder) are computed on first use and
+size of the 3x3 weights: 434 MB for the full encoder) are computed on first use and
 cached; the cache follows in-place updates and moves of the weight.
 """
 
