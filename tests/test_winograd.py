@@ -136,9 +136,11 @@ def test_encoder_with_winograd_matches_the_direct_reference():
         fast = model(x)
         staged = model(x, stem_batch=1)
         fast_cl = model(x.contiguous(memory_format=torch.channels_last))
+        empty = model(x[:0], stem_batch=1)
         model.set_winograd(False)
         slow = model(x)
     assert counted >= 8
+    assert empty.shape == (0, 3, width * 8)
     assert _rel_err(fast, ref64) < 1e-4 and _rel_err(slow, ref64) < 1e-5
     assert _rel_err(fast, ref64) < 20 * max(_rel_err(ref32, ref64), 1e-7)
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4 * float(slow.abs().max()))

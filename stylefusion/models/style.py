@@ -247,9 +247,9 @@ class StyleEncoder(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.input_size or x.shape[3] != self.input_size:
             raise ValueError(f"expected faces [B,3,{self.input_size},{self.input_size}], got {list(x.shape)}")
         stem_end = self._taps[0] + 1  # body units up to and including c1
-        step = len(x) if not stem_batch or stem_batch >= len(x) else stem_batch
+        step = max(1, len(x) if not stem_batch or stem_batch >= len(x) else stem_batch)
         parts = []
-        for start in range(0, len(x), step):
+        for start in range(0, max(1, len(x)), step):  # an empty batch still runs once
             h = self.input_layer(x[start:start + step])  # [b,w,S,S]
             for unit in self.body[:stem_end]:
                 h = unit(h)
