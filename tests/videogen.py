@@ -10,7 +10,7 @@ import importlib.util
 import struct
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import av
 import numpy as np
@@ -47,32 +47,38 @@ def read_barcode(img: np.ndarray) -> int:
     return value
 
 
-def write_video(path: str | Path, num_frames: int, *, width: int = 64, height: int = 112,
-                fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
-                frame_fn: Callable[[int], np.ndarray] | None = None,
-                pts: Sequence[int] | None = None, time_base: Fraction | None = None,
-                options: dict[str, str] | None = None, container_format: str | None = None,
-                container_options: dict[str, str] | None = None) -> Path:
-    """Write ``num_frames`` frames (barcodes by default). ``pts`` gives explicit timestamps (VFR)."""
+def encode_frames(path: str | Path, frames: Iterable[np.ndarray], *, width: int, height: int,
+                  fps: int | Fraction = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
+                  crf: str = "10", options: dict[str, str] | None = None,
+                  container_format: str | None = None, container_options: dict[str, str] | None = None,
+                  pts: Sequence[int] | None = None, time_base: Fraction | None = None) -> Path:
+    """Encode RGB ``frames`` with PyAV. ``pts`` gives explicit timestamps (VFR) in ``time_base``
+    (default 1/1000); ``crf`` and ``options`` go to libx264 (other codecs get ``options`` only)."""
     path = Path(path)
-    frame_fn = frame_fn or (lambda i: barcode_frame(i, width, height))
-    opts = {"crf": "10", "preset": "ultrafast"} if codec == "libx264" else {}
+    opts = {"crf": crf, "preset": "ultrafast"} if codec == "libx264" else {}
     opts.update(options or {})
+    time_base = time_base or Fraction(1, 1000)
     with av.open(str(path), "w", format=container_format, options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=fps, options=opts)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if pts is not None:
-            stream.codec_context.time_base = time_base or Fraction(1, 1000)
-        for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_fn(i), format="rgb24")
+            stream.codec_context.time_base = time_base
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             if pts is not None:
-                frame.pts = int(pts[i])
-                frame.time_base = time_base or Fraction(1, 1000)
+                frame.pts, frame.time_base = int(pts[i]), time_base
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def write_video(path: str | Path, num_frames: int, *, width: int = 64, height: int = 112,
+                frame_fn: Callable[[int], np.ndarray] | None = None, **kwargs) -> Path:
+    """Write ``num_frames`` frames (barcodes by default); ``kwargs`` as :func:`encode_frames`."""
+    frame_fn = frame_fn or (lambda i: barcode_frame(i, width, height))
+    return encode_frames(path, (frame_fn(i) for i in range(num_frames)), width=width, height=height, **kwargs)
 
 
 def set_mp4_rotation(src: str | Path, dst: str | Path, degrees_clockwise: int) -> Path:
