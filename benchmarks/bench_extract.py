@@ -1,6 +1,7 @@
 """Per-video extraction time by stage: StyleFusion against the report's pipeline, same weights.
 
     python benchmarks/bench_extract.py [--repeats 3] [--quick] [--videos composite,carphone]
+                                       [--precisions fp32,auto]
 
 Inputs, made in a temp dir: a random FULL-size checkpoint (``init_checkpoint("full")``), a
 1280x720 10-second composite face video (tests/videogen.py) and the real carphone clip.
@@ -10,10 +11,14 @@ Reference = the pipeline as the report describes it, written here: OpenCV reads 
 at full resolution, the full 18-level pSp encoder (``StyleEncoder(levels=0..17)`` holding the
 checkpoint's weights, oneDNN's direct convolutions as upstream, no Winograd) one frame at a time
 keeping level 9, the content network one clip at a time, the same head.
-Ours = ``StyleFusionDetector.detect`` and its per-stage timings.
+Ours = ``StyleFusionDetector.detect`` and its per-stage timings, once per precision of
+``--precisions`` (default ``fp32`` and ``auto``, side by side; ``auto`` is run only when it resolves
+to something other than fp32 on this CPU, whose relevant flags are printed first).
 
 Checks (the benchmark fails if they do not hold): on the same crops both pipelines give the same
-level-9 latents (allclose, rtol 1e-4) and the same content vectors; our face box (MTCNN skipping
+level-9 latents (allclose, rtol 1e-4) and the same content vectors with ``fp32``; with ``bf16`` the
+cosine similarity of each latent and content vector to the reference's is printed and must be at
+least 0.999; our face box (MTCNN skipping
 the fine pyramid levels on frames larger than ``detect_max_side``) overlaps the full-resolution box
 with IoU >= 0.9 in every sampled frame. Repeats alternate which pipeline goes first; the table gives the median of each
 stage and the ratio of the medians, and the total row also the median of per-repeat ratios.
@@ -27,12 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import composite_video, make_checkpoint, median, set_threads, table  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+
+from stylefusion.transforms import content_frames, style_inputs  # noqa: E402
 
 STAGES = ("decode+sample", "faces", "style", "content", "head")
 OURS_KEYS = {"decode+sample": "sampling", "faces": "faces", "style": "style", "content": "content",
@@ -40,6 +45,7 @@ OURS_KEYS = {"decode+sample": "sampling", "faces": "faces", "style": "style", "c
 STYLE_LEVEL = 9
 IOU_MIN = 0.9
 RTOL = 1e-4
+BF16_COS_MIN = 0.999
 
 
 class ReferencePipeline:
@@ -111,29 +117,20 @@ class ReferencePipeline:
         return crops, face_boxes
 
     def style(self, crops):
-        c = self.config
-        mean = torch.tensor(c.style_mean).view(1, 3, 1, 1)
-        std = torch.tensor(c.style_std).view(1, 3, 1, 1)
         out = []
         with torch.inference_mode():
             for crop in crops:  # one frame at a time through all 18 levels
-                x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0)
-                x = ((x - mean) / std).to(self.det.device)
+                x = style_inputs(crop[None], self.config, self.det.device)
                 out.append(self.full(x)[:, self.level_index].float().cpu())
         return torch.cat(out)[:, None]  # [T, 1, D]
 
     def content(self, crops):
         c = self.config
-        mean = torch.tensor(c.content_mean).view(1, 3, 1, 1)
-        std = torch.tensor(c.content_std).view(1, 3, 1, 1)
         out = []
         with torch.inference_mode():
             for k in range(c.num_clips):  # one clip at a time
-                x = torch.from_numpy(crops[k * c.clip_len:(k + 1) * c.clip_len]).permute(0, 3, 1, 2).float() / 255.0
-                x = F.interpolate(x, size=(c.content_size, c.content_size), mode="bilinear",
-                                  align_corners=False, antialias=True)
-                x = ((x - mean) / std).transpose(0, 1)[None].to(self.det.device)  # [1, 3, L, S, S]
-                out.append(self.det.content(x).float().cpu())
+                x = content_frames(crops[k * c.clip_len:(k + 1) * c.clip_len], c, self.det.device)
+                out.append(self.det.content(x.transpose(0, 1)[None]).float().cpu())  # [1, 3, L, S, S]
         return torch.cat(out)
 
     def run(self, path):
@@ -159,8 +156,8 @@ def iou(a, b) -> float:
     return _iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
-def check(det, path, ref_out, n_latent: int) -> dict:
-    """Face boxes vs full resolution; latents and content of the reference crops through our code."""
+def check(det, path, ref_out) -> dict:
+    """Face boxes: ours against the reference's full-resolution ones (latents: :func:`check_latents`)."""
     frames = det.read(path)
     np.testing.assert_array_equal(frames.source_indices, ref_out["indices"])
     dets = det.cropper.detect(frames.images)
@@ -177,31 +174,48 @@ def check(det, path, ref_out, n_latent: int) -> dict:
             s = frames.info.decoded_scale
             crop_ious.append(iou(det.cropper.crop_box(dets[t][0][j], h, w) / s,
                                  det.cropper.crop_box(ref_box, round(h / s), round(w / s))))
+    out = dict(min_iou=min(ious), median_iou=median(ious), iou_ok=min(ious) >= IOU_MIN,
+               n_below=sum(v < IOU_MIN for v in ious), min_crop_iou=min(crop_ious or [float("nan")]),
+               faces_found=sum(b is not None for b in ref_out["face_boxes"]), n=len(ious))
+    return out
+
+
+def check_latents(det, ref_out, n_latent: int) -> dict:
+    """Latents and content vectors of the reference's crops through our code, at ``det.precision``:
+    allclose (rtol 1e-4) in fp32, cosine >= BF16_COS_MIN in bf16."""
     crops = ref_out["crops"]
     sel = np.linspace(0, len(crops) - 1, n_latent).round().astype(int)
     ours_style = det.style_features(crops[sel])
     ref_style = ref_out["style"][sel]
     scale = float(ref_style.abs().max())
     lat_diff = float((ours_style - ref_style).abs().max())
-    lat_ok = torch.allclose(ours_style, ref_style, rtol=RTOL, atol=RTOL * scale)
     ours_content = det.content_features(crops)
     con_diff = float((ours_content - ref_out["content"]).abs().max())
-    con_ok = torch.allclose(ours_content, ref_out["content"], rtol=RTOL,
-                            atol=RTOL * float(ref_out["content"].abs().max()))
-    return dict(min_iou=min(ious), median_iou=median(ious), iou_ok=min(ious) >= IOU_MIN,
-                n_below=sum(v < IOU_MIN for v in ious), min_crop_iou=min(crop_ious or [float("nan")]),
-                faces_found=sum(b is not None for b in ref_out["face_boxes"]), n=len(ious),
-                n_latent=len(sel), latent_max_abs_diff=lat_diff, latent_scale=scale, latent_ok=lat_ok,
-                content_max_abs_diff=con_diff, content_ok=con_ok)
+    cos = torch.nn.functional.cosine_similarity
+    lat_cos = float(cos(ours_style.flatten(1), ref_style.flatten(1)).min())
+    con_cos = float(cos(ours_content, ref_out["content"]).min())
+    if det.precision == "fp32":
+        lat_ok = torch.allclose(ours_style, ref_style, rtol=RTOL, atol=RTOL * scale)
+        con_ok = torch.allclose(ours_content, ref_out["content"], rtol=RTOL,
+                                atol=RTOL * float(ref_out["content"].abs().max()))
+        rule = f"allclose rtol {RTOL}"
+    else:
+        lat_ok, con_ok, rule = lat_cos >= BF16_COS_MIN, con_cos >= BF16_COS_MIN, f"cosine >= {BF16_COS_MIN}"
+    return dict(precision=det.precision, n_latent=len(sel), latent_max_abs_diff=lat_diff, latent_scale=scale,
+                latent_ok=lat_ok, latent_cos_min=lat_cos, content_max_abs_diff=con_diff, content_ok=con_ok,
+                content_cos_min=con_cos, rule=rule)
 
 
-def warm_up(det, ref) -> None:
+def warm_up(det, ref, precisions) -> None:
+    """One pass of each network in each precision (builds the fp32 Winograd filters, primes oneDNN)."""
     c = det.config
+    crops = np.zeros((c.clip_len * c.num_clips, c.face_size, c.face_size, 3), np.uint8)
+    for prec in precisions:
+        det.set_precision(prec)
+        det.style_features(crops[:1])
+        det.content_features(crops)
     with torch.inference_mode():
-        x = torch.zeros(1, 3, c.face_size, c.face_size)
-        det.style(x)
-        ref.full(x)
-        det.content(torch.zeros(1, 3, c.clip_len, c.content_size, c.content_size))
+        ref.full(torch.zeros(1, 3, c.face_size, c.face_size))
         det.cropper.mtcnn.detect(np.zeros((1, 120, 160, 3), np.uint8))
 
 
@@ -214,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the composite video")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenCV threads (default: min(2, cores))")
     ap.add_argument("--latent-crops", type=int, default=8, help="crops through both encoders for the check")
+    ap.add_argument("--precisions", default="fp32,auto",
+                    help="comma list of our precisions to time (fp32, bf16, auto); auto is dropped when it "
+                         "resolves to a precision already listed")
     ap.add_argument("--workdir", default=None, help="keep inputs here instead of a temp dir")
     args = ap.parse_args(argv)
     if args.quick:
@@ -223,6 +240,7 @@ def main(argv=None) -> int:
     from videogen import carphone_path
 
     from stylefusion.detector import StyleFusionDetector
+    from stylefusion.precision import describe_cpu, resolve_precision
 
     tmp = tempfile.TemporaryDirectory(prefix="sf-bench-extract-")
     work = Path(args.workdir or tmp.name)
@@ -238,65 +256,89 @@ def main(argv=None) -> int:
             videos["carphone 176x144 4s"] = carphone_path()
         else:
             raise SystemExit(f"unknown video {name!r}")
-    det = StyleFusionDetector.from_pretrained(ckpt).eval()
+    # Our runs, labelled as asked ("auto" shows what it resolved to) and without duplicates.
+    ours: dict[str, str] = {}  # label -> precision
+    for req in args.precisions.split(","):
+        prec = resolve_precision(req, "cpu")
+        if prec in ours.values():
+            print(f"# {req} resolves to {prec} on this CPU: timed once, as {prec}")
+            continue
+        ours[f"auto={prec}" if req == "auto" else prec] = prec
+    det = StyleFusionDetector.from_pretrained(ckpt, precision="fp32").eval()
     ref = ReferencePipeline(det)
-    warm_up(det, ref)
+    warm_up(det, ref, list(ours.values()))
     print(f"# bench_extract: torch {torch.__version__}, {threads} threads, preset {det.config.preset}, "
           f"T={det.config.num_frames}, detect_max_side={det.config.detect_max_side}, "
-          f"repeats={args.repeats}; setup {time.perf_counter() - t0:.1f}s", flush=True)
+          f"repeats={args.repeats}, ours: {', '.join(ours)}; setup {time.perf_counter() - t0:.1f}s")
+    print(f"# {describe_cpu()}", flush=True)
 
     failures = []
     summary = []
+    labels = list(ours)
     for vname, path in videos.items():
-        ref_t = {s: [] for s in STAGES}
-        our_t = {s: [] for s in STAGES}
-        totals = []
+        times = {who: {s: [] for s in STAGES} for who in ["reference", *labels]}
+        totals = {who: [] for who in ["reference", *labels]}
         checks = None
+        lat_checks = {}
         for r in range(args.repeats):
-            order = ("ref", "ours") if r % 2 == 0 else ("ours", "ref")
-            rt = ot = None
+            order = ["reference", *labels]
+            order = order[r % len(order):] + order[:r % len(order)]  # rotate who goes first
+            this = {}
             for who in order:
-                if who == "ref":
-                    rt, ref_out = ref.run(path)
+                if who == "reference":
+                    this[who], ref_out = ref.run(path)
                     if checks is None:
-                        checks = check(det, path, ref_out, args.latent_crops)
+                        checks = check(det, path, ref_out)
+                        for label in labels:
+                            det.set_precision(ours[label])
+                            lat_checks[label] = check_latents(det, ref_out, args.latent_crops)
                 else:
+                    det.set_precision(ours[who])
                     res = det.detect(path)
-                    ot = {s: res.timings[OURS_KEYS[s]] for s in STAGES}
-            for s in STAGES:
-                ref_t[s].append(rt[s])
-                our_t[s].append(ot[s])
-            rtot, otot = sum(rt.values()), sum(ot.values())
-            totals.append((rtot, otot))
-            print(f"  {vname} repeat {r + 1}/{args.repeats}: reference {rtot:.2f}s, ours {otot:.2f}s, "
-                  f"ratio {rtot / otot:.2f}x", flush=True)
+                    assert res.checkpoint["precision"] == ours[who], res.checkpoint
+                    this[who] = {s: res.timings[OURS_KEYS[s]] for s in STAGES}
+            for who, t in this.items():
+                for s in STAGES:
+                    times[who][s].append(t[s])
+                totals[who].append(sum(t.values()))
+            print(f"  {vname} repeat {r + 1}/{args.repeats}: reference {totals['reference'][-1]:.2f}s, " + ", ".join(
+                f"{who} {totals[who][-1]:.2f}s ({totals['reference'][-1] / totals[who][-1]:.2f}x)" for who in labels),
+                flush=True)
         rows = []
-        for s in STAGES:
-            rm, om = median(ref_t[s]), median(our_t[s])
-            rows.append([s, rm, om, rm / om if om > 0 else float("nan")])
-        rtot, otot = median([a for a, _ in totals]), median([b for _, b in totals])
-        paired = median([a / b for a, b in totals])
-        rows.append(["total", rtot, otot, rtot / otot])
+        for s in [*STAGES, "total"]:
+            med = {who: (median(times[who][s]) if s != "total" else median(totals[who])) for who in times}
+            rows.append([s, med["reference"], *[med[w] for w in labels],
+                         *[med["reference"] / med[w] if med[w] > 0 else float("nan") for w in labels]])
+        paired = {who: median([a / b for a, b in zip(totals["reference"], totals[who])]) for who in labels}
         print(f"\n## {vname}: {path}")
-        print(table(rows, ["stage", "reference median s", "ours median s", "ratio"]))
-        print(f"median of per-repeat total ratios: {paired:.2f}x (target >= 3x: "
-              f"{'met' if paired >= 3 else 'NOT met'})")
+        print(table(rows, ["stage", "reference median s", *[f"{w} median s" for w in labels],
+                           *[f"ratio {w}" for w in labels]]))
+        for who in labels:
+            goal = 4 if ours[who] == "bf16" else 3
+            print(f"{who}: median of per-repeat total ratios {paired[who]:.2f}x (goal >= {goal}x: "
+                  f"{'met' if paired[who] >= goal else 'NOT met'})")
         print(f"faces: IoU(ours, full-resolution) min {checks['min_iou']:.3f}, median {checks['median_iou']:.3f} "
               f"over {checks['n']} frames (reference found a face in {checks['faces_found']}); "
               f">= {IOU_MIN}: {checks['iou_ok']} ({checks['n_below']} frames below); "
               f"their 256x256 crop boxes: min IoU {checks['min_crop_iou']:.3f}")
-        print(f"level-{STYLE_LEVEL} latents, same {checks['n_latent']} crops: max |diff| "
-              f"{checks['latent_max_abs_diff']:.2e} (max |latent| {checks['latent_scale']:.2e}), allclose rtol "
-              f"{RTOL}: {checks['latent_ok']}; content vectors max |diff| {checks['content_max_abs_diff']:.2e}, "
-              f"allclose: {checks['content_ok']}\n", flush=True)
-        for key in ("iou_ok", "latent_ok", "content_ok"):
-            if not checks[key]:
-                failures.append(f"{vname}: {key}")
-        summary.append((vname, rtot, otot, paired))
+        for who, lc in lat_checks.items():
+            print(f"{who}: level-{STYLE_LEVEL} latents, same {lc['n_latent']} crops: max |diff| "
+                  f"{lc['latent_max_abs_diff']:.2e} (max |latent| {lc['latent_scale']:.2e}), min cosine "
+                  f"{lc['latent_cos_min']:.6f}, {lc['rule']}: {lc['latent_ok']}; content vectors max |diff| "
+                  f"{lc['content_max_abs_diff']:.2e}, min cosine {lc['content_cos_min']:.6f}: {lc['content_ok']}")
+            for key in ("latent_ok", "content_ok"):
+                if not lc[key]:
+                    failures.append(f"{vname} {who}: {key}")
+        print(flush=True)
+        if not checks["iou_ok"]:
+            failures.append(f"{vname}: iou_ok")
+        summary.append([vname, median(totals["reference"]), *[median(totals[w]) for w in labels],
+                        *[paired[w] for w in labels]])
 
     print("## summary (per video, medians)")
-    print(table([[v, a, b, p] for v, a, b, p in summary],
-                ["video", "reference s", "ours s", "ratio (paired median)"]))
+    print(table(summary, ["video", "reference s", *[f"{w} s" for w in labels],
+                          *[f"ratio {w} (paired median)" for w in labels]]))
+    print(f"# {describe_cpu()}")
     print(f"wall time {time.perf_counter() - t0:.0f}s")
     if failures:
         print("CHECKS FAILED: " + ", ".join(failures))

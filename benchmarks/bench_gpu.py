@@ -3,7 +3,7 @@
     python benchmarks/bench_gpu.py [--device cuda] [--repeats 5] [--batches 1,8,32] [--quick]
 
 Inputs, made in a temp dir: a random full-size checkpoint, a 1280x720 10-second composite face
-video and the carphone clip (tests/videogen.py). For fp32 and for bf16 (``use_autocast``):
+video and the carphone clip (tests/videogen.py). For fp32 and for bf16 (``autocast``):
   * per video: ``detect`` on the 720p video, median per stage over ``--repeats`` after 2 warm-ups;
   * throughput: N videos (the two videos alternating) one after the other with ``detect``
     ("sequential"), and the same N with :func:`extract_many` ("batched": frames decoded by a
@@ -23,7 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import composite_video, make_checkpoint, median, set_threads, table  # noqa: E402
 
 import torch  # noqa: E402
@@ -47,12 +46,12 @@ def extract_many(det, paths, style_batch: int = 128, workers: int = 4):
     import numpy as np
 
     crops = np.concatenate([tr.crops for tr in tracks])  # [N*T, S, S, 3]
-    old = det.config.style_batch_size
-    det.config.style_batch_size = style_batch
+    old = det.style_batch_size
+    det.style_batch_size = style_batch
     try:
         style = det.style_features(crops)
     finally:
-        det.config.style_batch_size = old
+        det.style_batch_size = old
     if det.device.type == "cuda":
         torch.cuda.synchronize()
     t3 = time.perf_counter()
@@ -71,14 +70,11 @@ def extract_many(det, paths, style_batch: int = 128, workers: int = 4):
 
 def _content_batched(det, crops, n):
     """All clips of ``n`` videos through the content network in one pass (as content_features)."""
-    import torch.nn.functional as F
+    from stylefusion.transforms import content_frames
 
     c = det.config
     with torch.inference_mode(), det._autocast():
-        x = torch.from_numpy(crops).to(det.device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = F.interpolate(x, size=(c.content_size, c.content_size), mode="bilinear",
-                          align_corners=False, antialias=True)
-        x = (x - det._content_mean.to(x.device)) / det._content_std.to(x.device)
+        x = content_frames(crops, c, det.device)
         x = x.view(n * c.num_clips, c.clip_len, 3, c.content_size, c.content_size).transpose(1, 2)
         return det.content(x).float().cpu()
 
@@ -132,7 +128,7 @@ def main(argv=None) -> int:
     per_video_rows, thr_rows = [], []
     ref_feats = {}
     for prec in args.precisions.split(","):
-        det.use_autocast = prec == "bf16"
+        det.autocast = prec == "bf16"
         for _ in range(2 if not args.quick else 1):
             det.detect(v720)  # warm-up (cuDNN autotune, MTCNN on the device)
         reset_peak()

@@ -2,17 +2,24 @@
 
 A checkpoint is ``config.json`` (this dataclass) + ``model.safetensors``. The config carries the
 preprocessing the weights were made with (frames, face crops, normalisations), so a caller cannot
-pair weights with the wrong inputs, and it says whether the fusion head was trained and on what,
-so no caller presents the output of an untrained head as a verdict.
+pair weights with the wrong inputs, and it says whether the fusion head was trained and on what
+(a :class:`TrainingRecord`), so no caller presents the output of an untrained head as a verdict.
 
-Defaults follow the report (``../shared/seed/deepfake-detection-report.txt``); a value that differs
-from the report or is not in it says why beside it.
+Every field is declared once, with :func:`param`: its default, its limits, and whether it changes
+the extracted features. Validation and :meth:`StyleFusionConfig.preprocessing_dict` (what the
+feature cache hashes to decide whether a cached entry is still valid) are derived from those
+declarations, so a new feature-changing field cannot be forgotten by the cache.
+
+Defaults follow the report (Humphrey et al., *Deepfake Detection Final Report*); a value that
+differs from the report or is not in it says why beside it. Settings that do not belong to a
+checkpoint (batch sizes, precision, devices) are arguments of the detector, not fields here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import reprlib
 from dataclasses import asdict, dataclass, field
@@ -21,25 +28,30 @@ from typing import Any
 
 from stylefusion.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 #: Version of the config layout. A config written by a newer layout is refused with a clear message.
 CONFIG_FORMAT_VERSION = 1
 
-#: pSp's GradualStyleEncoder produces 18 style levels for a 1024px StyleGAN2 (spec §1.4).
+#: pSp's GradualStyleEncoder produces 18 style levels for a 1024px StyleGAN2 (pSp, Richardson et al.).
 N_STYLE_LEVELS = 18
 
-LABELS = ("fake", "real", "uncertain", "no_face", "untrained")
-
-#: A config.json larger than this is not ours (ours is about 2 KB); refused before parsing.
+#: A config.json larger than this is not ours (ours is about 3 KB); refused before parsing.
 MAX_CONFIG_BYTES = 1_000_000
 #: Parameters a config may ask for (the full preset has 80M): refused before anything is allocated.
 MAX_PARAMETERS = 1_000_000_000
+
+#: Fields of earlier configs that are no longer part of a checkpoint; read and ignored.
+#: ``style_batch_size`` is a runtime setting now (``StyleFusionDetector(style_batch_size=...)``).
+#: ``min_face_ratio`` became ``min_person_frames`` (a person, not any face, must be seen that often).
+RETIRED_FIELDS = frozenset({"style_batch_size", "min_face_ratio"})
 
 _short_repr = reprlib.Repr()
 _short_repr.maxlist = _short_repr.maxtuple = 8
 _short_repr.maxstring = _short_repr.maxother = 60
 
 
-def _q(value: Any) -> str:
+def _quote(value: Any) -> str:
     """A value quoted in an error message, shortened (a hostile config may hold huge lists)."""
     return _short_repr.repr(value)
 
@@ -52,136 +64,244 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
+# ----------------------------------------------------------------------------------------------
+# One declaration per field
+# ----------------------------------------------------------------------------------------------
+def param(default: Any, *, lo: float | None = None, hi: float | None = None, features: bool = False,
+          length: int | None = None, lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A config field: default, limits and whether it changes extracted features, in one place.
+
+    Args:
+        default: the value (its type is the field's type: bool, int, float, str, or a tuple of
+            ints or floats).
+        lo, hi: inclusive limits of the value (of every element for tuples); they also keep a
+            hostile config.json from asking for absurd allocations.
+        lo_open, hi_open: make a limit exclusive.
+        features: True when a change of this value changes the features the extractors produce
+            for the same video and weights; such fields are hashed by the feature cache.
+        length: the required length of a tuple field (None: any non-empty length).
+    """
+    meta: dict[str, Any] = {"kind": tuple if isinstance(default, tuple) else type(default), "lo": lo, "hi": hi,
+                            "lo_open": lo_open, "hi_open": hi_open, "features": features}
+    if isinstance(default, tuple):
+        meta["element"] = float if any(isinstance(v, float) for v in default) else int
+        meta["length"] = length
+    return field(default=default, metadata=meta)
+
+
+def _limit_text(m: dict[str, Any]) -> str:
+    lo = "(" if m["lo_open"] else "["
+    hi = ")" if m["hi_open"] else "]"
+    return f"{lo}{m['lo']}, {m['hi']}{hi}"
+
+
+def _in_limits(value: float, m: dict[str, Any]) -> bool:
+    lo, hi = m["lo"], m["hi"]
+    if lo is not None and (value <= lo if m["lo_open"] else value < lo):
+        return False
+    if hi is not None and (value >= hi if m["hi_open"] else value > hi):
+        return False
+    return True
+
+
+def _check_field(name: str, value: Any, m: dict[str, Any]) -> None:
+    """Raise ConfigError when ``value`` does not fit the declaration ``m`` of field ``name``."""
+    kind = m["kind"]
+    limits = f" in {_limit_text(m)}" if m["lo"] is not None or m["hi"] is not None else ""
+    if kind is bool:
+        if type(value) is not bool:
+            raise ConfigError(f"config {name}={_quote(value)} must be true or false")
+    elif kind is int:
+        if not _is_int(value) or not _in_limits(value, m):
+            raise ConfigError(f"config {name}={_quote(value)} must be an integer{limits}")
+    elif kind is float:
+        if not _is_number(value) or not _in_limits(value, m):
+            raise ConfigError(f"config {name}={_quote(value)} must be a finite number{limits}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config {name}={_quote(value)} must be a string")
+    elif kind is tuple:
+        element, length = m["element"], m["length"]
+        ok_element = _is_int if element is int else _is_number
+        what = "integers" if element is int else "finite numbers"
+        count = f"{length} " if length else ""
+        if (not isinstance(value, tuple) or not value or (length and len(value) != length)
+                or not all(ok_element(v) and _in_limits(v, m) for v in value)):
+            raise ConfigError(f"config {name}={_quote(value)} must be {count or 'a list of '}{what}{limits}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The training record
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TrainingRecord:
+    """What a trained fusion head was trained on and how: filled by ``stylefusion train``.
+
+    Every reader (the model card, the app, the CLI, ``StyleFusionDetector.identity``) reads these
+    fields; nothing reads the training record as a free-form dict.
+    """
+
+    datasets: list[str] = field(default_factory=list)  # e.g. ["ffpp"]
+    data_summary: str = ""  # one line for people: "ffpp (720+2880 train videos)"
+    data: str | None = None  # the feature cache the head was trained from
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> {"real": n, "fake": n}
+    val_source: str | None = None  # "cache" (a val split) or "carved from train (15%)"
+    val_metrics: dict[str, Any] = field(default_factory=dict)  # auc, ap, eer, accuracy, ... at the threshold
+    threshold_source: str | None = None  # how the decision threshold was chosen
+    features: dict[str, Any] = field(default_factory=dict)  # backbone/preprocessing sha256 of the cache
+    init_from: str | None = None  # the checkpoint fine-tuned, if any
+    recipe: dict[str, Any] = field(default_factory=dict)  # optimiser, schedule, loss, every option
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    history_file: str | None = None  # per-epoch curves beside the checkpoint
+    hub_datasets: list[str] = field(default_factory=list)  # dataset ids on the Hub, for the card
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TrainingRecord | None":
+        """Parse the ``training`` object of config.json (None or ``{}`` for an untrained head)."""
+        if data is None or data == {}:
+            return None
+        if isinstance(data, TrainingRecord):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(f"config training={_quote(data)} must be a JSON object or null")
+        data = dict(data)
+        if "dataset" in data:  # hand-written records of earlier versions
+            dataset = data.pop("dataset")
+            data.setdefault("datasets", [str(dataset)])
+            data.setdefault("data_summary", str(dataset))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"config training has unknown fields {_quote(unknown)}")
+        record = cls(**data)
+        for name in ("datasets", "hub_datasets"):
+            value = getattr(record, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config training.{name}={_quote(value)} must be a list of strings")
+        for name in ("counts", "val_metrics", "features", "recipe"):
+            if not isinstance(getattr(record, name), dict):
+                raise ConfigError(f"config training.{name}={_quote(getattr(record, name))} must be an object")
+        if not isinstance(record.data_summary, str):
+            raise ConfigError(f"config training.data_summary={_quote(record.data_summary)} must be a string")
+        return record
+
+    @property
+    def summary(self) -> str:
+        """What the head was trained on, in a few words."""
+        return self.data_summary or "+".join(self.datasets) or "an unnamed dataset"
+
+
+# ----------------------------------------------------------------------------------------------
+# The config
+# ----------------------------------------------------------------------------------------------
 @dataclass
 class StyleFusionConfig:
     """Architecture, preprocessing, decision rule and provenance of a StyleFusion checkpoint."""
 
-    format_version: int = CONFIG_FORMAT_VERSION
-    preset: str = "full"
+    format_version: int = param(CONFIG_FORMAT_VERSION, lo=1, hi=CONFIG_FORMAT_VERSION)
+    preset: str = param("full")
 
     # --- frames (report: T=32 uniform, circular padding; 64 for Celeb-DF in the report)
-    num_frames: int = 32
+    num_frames: int = param(32, lo=1, hi=1024, features=True)
+    # Not in the report: a longer video is analysed as consecutive stretches of at most this many
+    # seconds, T frames each, so the head sees what it was trained on (FaceForensics++, Celeb-DF
+    # and DFDC videos last 10-20 s). `stylefusion train` records its training videos' median.
+    window_s: float = param(15.0, lo=1.0, hi=3600.0, features=True)
+    # Not in the report: frames with a longer side are downscaled while decoding (a 4K RGB frame is
+    # 25 MB; 32 of them would dominate memory). Boxes are always reported in source pixels.
+    max_frame_side: int = param(1920, lo=64, hi=16384, features=True)
 
     # --- faces (report: MTCNN, 20% margin, 256x256 crops, centre-crop fallback)
-    face_size: int = 256
-    face_margin: float = 0.2  # box grown by 20% of its size in source pixels
-    mtcnn_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # facenet-pytorch defaults
-    mtcnn_min_face_size: int = 20  # in pixels of the frame MTCNN sees
-    mtcnn_factor: float = 0.709
+    face_size: int = param(256, lo=32, hi=1024, features=True)
+    face_margin: float = param(0.2, lo=0.0, hi=2.0, features=True)  # box grown by 20% of its size in source pixels
+    mtcnn_thresholds: tuple[float, float, float] = param(
+        (0.6, 0.7, 0.7), lo=0.0, hi=1.0, lo_open=True, hi_open=True, length=3, features=True)  # facenet-pytorch defaults
+    mtcnn_min_face_size: int = param(20, lo=4, hi=1024, features=True)  # in pixels of the frame MTCNN sees
+    mtcnn_factor: float = param(0.709, lo=0.0, hi=1.0, lo_open=True, hi_open=True, features=True)
     # Not in the report: on frames with a longer side than this, MTCNN skips the fine pyramid levels
     # that only small faces need (as if the frame were downscaled to this side; the smallest face
-    # searched in 720p becomes ~40 px). Saves most of MTCNN's time with the same boxes for larger
-    # faces. 0 = search every level.
-    detect_max_side: int = 640
-    min_face_confidence: float = 0.9  # boxes below this are ignored when picking the main face
+    # searched in 720p becomes ~40 px), with the same boxes for larger faces. 0 = every level.
+    detect_max_side: int = param(640, lo=0, hi=8192, features=True)
+    min_face_confidence: float = param(0.9, lo=0.0, hi=1.0, features=True)  # weaker boxes are ignored
+    # A face in the next sampled frame continues the track if its box overlaps the previous one
+    # this much (intersection over union); otherwise the track re-acquires the largest face.
+    track_iou: float = param(0.3, lo=0.0, hi=1.0, features=True)
+    # Linking faces into one track per person (faces.FaceCropper.track_people): a pair of boxes in
+    # consecutive sampled frames failing any of these gates is never the same person.
+    track_max_shift: float = param(1.0, lo=0.0, hi=10.0, features=True)  # centre shift, in face sizes
+    track_max_size_ratio: float = param(1.6, lo=1.0, hi=10.0, features=True)  # larger / smaller side
+    track_min_appearance: float = param(0.7, lo=0.0, hi=1.0, features=True)  # same person: >= 0.75 on the clips
+    shot_cut_threshold: float = param(0.5, lo=0.0, hi=1.0, features=True)  # frame histogram distance
+    track_max_gap: int = param(4, lo=1, hi=64, features=True)  # sampled frames a face may go undetected
+    # A person with fewer distinct source frames in a window is listed but not judged (16 = half of
+    # T=32, as the report pipeline's rule that half of the frames must show a face; a stretch with
+    # fewer distinct frames than that, e.g. a very short video, asks for half of its frames). 0: no
+    # face is required, and a stretch where nobody is tracked is judged on centre crops (data without
+    # faces).
+    min_person_frames: int = param(16, lo=0, hi=1024)
 
-    # --- content path (spec §2: PyTorchVideo slow_r50 trunk, clips 3x16x112x112, 0.45/0.225)
-    content_size: int = 112
-    clip_len: int = 16
-    content_mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    content_std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    content_width: int = 64  # stem channels; the 2048-d feature is content_width * 32
-    content_depths: tuple[int, int, int, int] = (3, 4, 6, 3)
+    # --- content path (PyTorchVideo slow_r50 trunk, clips 3x16x112x112, 0.45/0.225)
+    content_size: int = param(112, lo=32, hi=512, features=True)
+    clip_len: int = param(16, lo=1, hi=256, features=True)
+    content_mean: tuple[float, float, float] = param((0.45, 0.45, 0.45), length=3, features=True)
+    content_std: tuple[float, float, float] = param((0.225, 0.225, 0.225), lo=0.0, lo_open=True, length=3,
+                                                    features=True)
+    content_width: int = param(64, lo=1, hi=256, features=True)  # stem channels; the feature is content_width * 32
+    content_depths: tuple[int, int, int, int] = param((3, 4, 6, 3), lo=1, hi=64, length=4, features=True)
 
-    # --- style path (spec §1: pSp GradualStyleEncoder, IR-SE-50, level 9, 0.5/0.5)
-    style_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    style_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    style_levels: tuple[int, ...] = (9,)
-    style_width: int = 64  # input_layer channels; the style vector is style_width * 8 (512)
-    style_units: tuple[int, int, int, int] = (3, 4, 14, 3)
-    style_batch_size: int = 16  # crops per style-encoder pass (bounds activation memory)
+    # --- style path (pSp GradualStyleEncoder, IR-SE-50, level 9, 0.5/0.5)
+    style_mean: tuple[float, float, float] = param((0.5, 0.5, 0.5), length=3, features=True)
+    style_std: tuple[float, float, float] = param((0.5, 0.5, 0.5), lo=0.0, lo_open=True, length=3, features=True)
+    style_levels: tuple[int, ...] = param((9,), lo=0, hi=N_STYLE_LEVELS - 1, features=True)
+    style_width: int = param(64, lo=1, hi=256, features=True)  # input_layer channels; the latent is style_width * 8
+    style_units: tuple[int, int, int, int] = param((3, 4, 14, 3), lo=1, hi=64, length=4, features=True)
 
     # --- fusion head (report: StyleGRU, style attention, transformer with class token, 2 FC)
-    gru_hidden: int = 128  # the report gives no size; 128 keeps a training epoch over 5,000 cached videos fast on 2 CPU cores
-    gru_layers: int = 1
-    gru_bidirectional: bool = True
-    style_diff: bool = False  # Choi et al. 2024 feed frame-to-frame differences; the report does not
-    attn_dim: int = 256
-    transformer_layers: int = 2
-    transformer_heads: int = 4
-    transformer_ff: int = 512
-    fc_hidden: int = 128
-    dropout: float = 0.1
+    gru_hidden: int = param(128, lo=1, hi=8192)  # the report gives no size; 128 keeps a training epoch short
+    gru_layers: int = param(1, lo=1, hi=16)
+    gru_bidirectional: bool = param(True)
+    style_diff: bool = param(False)  # Choi et al. 2024 feed frame-to-frame differences; the report does not
+    attn_dim: int = param(256, lo=1, hi=8192)
+    transformer_layers: int = param(2, lo=0, hi=32)
+    transformer_heads: int = param(4, lo=1, hi=64)
+    transformer_ff: int = param(512, lo=1, hi=65536)
+    fc_hidden: int = param(128, lo=1, hi=65536)
+    dropout: float = param(0.1, lo=0.0, hi=1.0)
 
     # --- decision (threshold calibrated on validation data by `stylefusion train`)
-    threshold: float = 0.5
-    uncertain_margin: float = 0.1  # |p_fake - threshold| < margin -> "uncertain"
-    min_face_ratio: float = 0.5  # fewer frames with a face than this -> "no_face"
+    threshold: float = param(0.5, lo=0.0, hi=1.0)
+    uncertain_margin: float = param(0.1, lo=0.0, hi=0.5)  # |p_fake - threshold| < margin -> "uncertain"
 
     # --- provenance (honest outputs: an untrained head never yields fake/real)
-    trained: bool = False
-    training: dict[str, Any] = field(default_factory=dict)  # data, recipe, metrics, threshold source
+    trained: bool = param(False)
+    training: TrainingRecord | None = None  # what the head was trained on; None when untrained
     provenance: dict[str, Any] = field(default_factory=dict)  # converted from, sha256 of inputs
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        for name in ("mtcnn_thresholds", "content_mean", "content_std", "style_mean", "style_std",
-                     "style_levels", "content_depths", "style_units"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                setattr(self, name, tuple(value))
+        for f in _declared_fields():
+            value = getattr(self, f.name)
+            if f.metadata["kind"] is tuple and isinstance(value, list):
+                setattr(self, f.name, tuple(value))
+        if not isinstance(self.training, TrainingRecord):
+            self.training = TrainingRecord.from_dict(self.training)
         self.validate()
-
-    # Limits that keep a hostile config.json from asking for absurd allocations.
-    _LIMITS = {
-        "num_frames": (1, 1024), "face_size": (32, 1024), "mtcnn_min_face_size": (4, 1024),
-        "detect_max_side": (0, 8192), "content_size": (32, 512), "clip_len": (1, 256),
-        "content_width": (1, 256), "style_width": (1, 256), "style_batch_size": (1, 1024),
-        "gru_hidden": (1, 8192), "gru_layers": (1, 16), "attn_dim": (1, 8192),
-        "transformer_layers": (0, 32), "transformer_heads": (1, 64), "transformer_ff": (1, 65536),
-        "fc_hidden": (1, 65536),
-    }
 
     def validate(self) -> None:
         """Reject bad values and combinations with a message that quotes them."""
         if not _is_int(self.format_version) or self.format_version > CONFIG_FORMAT_VERSION:
             raise ConfigError(
-                f"config format_version={_q(self.format_version)} is newer than this StyleFusion "
+                f"config format_version={_quote(self.format_version)} is newer than this StyleFusion "
                 f"understands ({CONFIG_FORMAT_VERSION}) or not a version; upgrade the stylefusion package")
-        if self.format_version < 1:
-            raise ConfigError(f"config format_version={self.format_version!r} is not a StyleFusion config")
-        if not isinstance(self.preset, str):
-            raise ConfigError(f"config preset={_q(self.preset)} must be a string")
-        for name, (lo, hi) in self._LIMITS.items():
-            value = getattr(self, name)
-            if not _is_int(value) or not lo <= value <= hi:
-                raise ConfigError(f"config {name}={_q(value)} must be an integer in [{lo}, {hi}]")
-        for name in ("trained", "gru_bidirectional", "style_diff"):
-            if type(getattr(self, name)) is not bool:
-                raise ConfigError(f"config {name}={_q(getattr(self, name))} must be true or false")
-        for name in ("face_margin", "mtcnn_factor", "min_face_confidence", "dropout", "threshold",
-                     "uncertain_margin", "min_face_ratio"):
-            if not _is_number(getattr(self, name)):
-                raise ConfigError(f"config {name}={_q(getattr(self, name))} must be a finite number")
-        if not 0.0 <= self.face_margin <= 2.0:
-            raise ConfigError(f"config face_margin={self.face_margin} must be in [0, 2]")
-        if not 0.0 < self.mtcnn_factor < 1.0:
-            raise ConfigError(f"config mtcnn_factor={self.mtcnn_factor} must be in (0, 1)")
-        for name in ("threshold", "min_face_ratio", "min_face_confidence", "dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"config {name}={getattr(self, name)} must be in [0, 1]")
-        if not 0.0 <= self.uncertain_margin <= 0.5:
-            raise ConfigError(f"config uncertain_margin={self.uncertain_margin} must be in [0, 0.5]")
-        thresholds = self.mtcnn_thresholds
-        if not isinstance(thresholds, tuple) or len(thresholds) != 3 or not all(
-                _is_number(t) and 0 < t < 1 for t in thresholds):
-            raise ConfigError(f"config mtcnn_thresholds={_q(thresholds)} must be 3 numbers in (0, 1)")
-        for name in ("content_mean", "content_std", "style_mean", "style_std"):
-            value = getattr(self, name)
-            if not isinstance(value, tuple) or len(value) != 3 or not all(_is_number(v) for v in value) \
-                    or (name.endswith("std") and min(value) <= 0):
-                raise ConfigError(f"config {name}={_q(value)} must be 3 finite numbers (std > 0)")
-        for name in ("content_depths", "style_units"):
-            value = getattr(self, name)
-            if not isinstance(value, tuple) or len(value) != 4 or not all(_is_int(d) and 1 <= d <= 64 for d in value):
-                raise ConfigError(f"config {name}={_q(value)} must be 4 integers in [1, 64]")
+        for f in _declared_fields():
+            _check_field(f.name, getattr(self, f.name), f.metadata)
         levels = self.style_levels
-        if not isinstance(levels, tuple) or not levels or len(set(levels)) != len(levels) or not all(
-                _is_int(i) and 0 <= i < N_STYLE_LEVELS for i in levels):
-            raise ConfigError(
-                f"config style_levels={_q(levels)} must be distinct integers in [0, {N_STYLE_LEVELS - 1}]")
-        if list(levels) != sorted(levels):
-            raise ConfigError(f"config style_levels={_q(levels)} must be in increasing order")
+        if len(set(levels)) != len(levels) or list(levels) != sorted(levels):
+            raise ConfigError(f"config style_levels={_quote(levels)} must be distinct and in increasing order")
         if self.num_frames < self.clip_len or self.num_frames % self.clip_len:
             raise ConfigError(
                 f"config num_frames={self.num_frames} must be a multiple of clip_len={self.clip_len} "
@@ -192,8 +312,11 @@ class StyleFusionConfig:
         if self.attn_dim % self.transformer_heads:
             raise ConfigError(f"config attn_dim={self.attn_dim} must be divisible by "
                               f"transformer_heads={self.transformer_heads}")
-        if not isinstance(self.training, dict) or not isinstance(self.provenance, dict):
-            raise ConfigError("config training and provenance must be JSON objects")
+        if not isinstance(self.provenance, dict):
+            raise ConfigError("config provenance must be a JSON object")
+        if self.trained and self.training is None:
+            raise ConfigError("config says trained=true but has no training record: not a checkpoint "
+                              "written by `stylefusion train`")
         params = self.estimated_parameters()
         if params > MAX_PARAMETERS:
             raise ConfigError(f"config asks for about {params:,} parameters (limit {MAX_PARAMETERS:,}): "
@@ -236,15 +359,19 @@ class StyleFusionConfig:
         """Build from a parsed config.json; unknown fields are an error that names them."""
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
         version = data.get("format_version", CONFIG_FORMAT_VERSION)
-        if isinstance(version, int) and version > CONFIG_FORMAT_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > CONFIG_FORMAT_VERSION:
             raise ConfigError(
                 f"config format_version={version} is newer than this StyleFusion understands "
                 f"({CONFIG_FORMAT_VERSION}); upgrade the stylefusion package")
+        retired = sorted(RETIRED_FIELDS & set(data))
+        if retired:
+            logger.debug("config: ignoring retired fields %s", retired)
+            data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(f"config has unknown fields {_q(unknown)}: not a StyleFusion config of this version")
+            raise ConfigError(f"config has unknown fields {_quote(unknown)}: not a StyleFusion config of this version")
         try:
             return cls(**data)
         except TypeError as exc:  # e.g. a string where a tuple belongs
@@ -252,29 +379,51 @@ class StyleFusionConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "StyleFusionConfig":
-        path = Path(path)
-        try:
-            size = path.stat().st_size
-            if size > MAX_CONFIG_BYTES:
-                raise ConfigError(f"{path}: {size:,} bytes is far too large for a StyleFusion config.json")
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise ConfigError(f"{path}: cannot read config.json ({reason})") from None
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        """Read and check a config.json (size-limited before parsing; errors name the file)."""
+        return read_config_json(path)[0]
+
+    def to_json(self) -> str:
+        """The canonical config.json text (sorted keys), as written next to the weights."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def replace(self, **changes: Any) -> "StyleFusionConfig":
         return dataclasses.replace(self, **changes)
 
     def preprocessing_dict(self) -> dict[str, Any]:
-        """The fields that change extracted features; hashed by the feature cache."""
-        keys = ("num_frames", "face_size", "face_margin", "mtcnn_thresholds", "mtcnn_min_face_size",
-                "mtcnn_factor", "detect_max_side", "min_face_confidence", "content_size", "clip_len",
-                "content_mean", "content_std", "style_mean", "style_std", "style_levels")
-        return {k: getattr(self, k) for k in keys}
+        """The fields that change extracted features (declared with ``features=True``)."""
+        return {name: getattr(self, name) for name in FEATURE_FIELDS}
+
+
+def read_config_json(path: str | Path) -> tuple[StyleFusionConfig, dict[str, Any]]:
+    """A config.json as a checked config and as the parsed JSON it was built from.
+
+    The raw JSON is what the weights' config digest was computed over when they were saved.
+
+    Raises:
+        ConfigError: too large, unreadable, not JSON, or not a valid config; the message names the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is far too large for a StyleFusion config.json")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(f"{path}: cannot read config.json ({reason})") from None
+    try:
+        return StyleFusionConfig.from_dict(raw), raw
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _declared_fields() -> tuple[dataclasses.Field, ...]:
+    return _DECLARED
+
+
+_DECLARED = tuple(f for f in dataclasses.fields(StyleFusionConfig) if "kind" in f.metadata)
+#: Names of the fields whose value changes the extracted features (hashed by the feature cache).
+FEATURE_FIELDS: tuple[str, ...] = tuple(f.name for f in _DECLARED if f.metadata["features"])
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -155,6 +155,12 @@ def _psp_accounting(raw: Mapping[str, Any], converted: Mapping[str, Any]) -> tup
     return used + (raw.get("latent_avg") is not None), dropped  # + the top-level latent_avg
 
 
+def _materialise(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Real tensors for the entries a filter made from the meta skeleton: the BatchNorm counters,
+    which are written as 0 (see :func:`stylefusion.models.zero_batch_counters`)."""
+    return {k: torch.zeros(v.shape, dtype=v.dtype) if v.is_meta else v for k, v in state_dict.items()}
+
+
 def _head_config(head: str | Path, cfg: StyleFusionConfig, levels_given: bool):
     """Load a StyleFusion checkpoint for its fusion head and the config that goes with it."""
     from stylefusion.detector import StyleFusionDetector
@@ -219,9 +225,15 @@ def convert(psp: str | Path, slow_r50: str | Path, out: str | Path, levels: Sequ
         "converted_by": f"stylefusion {__version__}",
     }
 
+    # Keys and shapes are checked against a skeleton on the meta device (no memory, no random
+    # init): files that do not fit are refused before the full networks are allocated.
+    with torch.device("meta"):
+        skeleton = StyleFusionDetector(cfg)
+    content_sd = _materialise(content_mod.checkpoint_filter_fn(slow_raw, skeleton.content,
+                                                               source=f"{slow_r50}"))
+    style_sd = _materialise(style_mod.checkpoint_filter_fn(psp_raw, skeleton.style, source=f"{psp}"))
+    del skeleton
     model = StyleFusionDetector(cfg)
-    content_sd = content_mod.checkpoint_filter_fn(slow_raw, model.content, source=f"{slow_r50}")
-    style_sd = style_mod.checkpoint_filter_fn(psp_raw, model.style, source=f"{psp}")
     fusion_sd = donor.fusion.state_dict() if donor is not None else model.fusion.state_dict()
     full = {f"content.{k}": v for k, v in content_sd.items()}
     full.update({f"style.{k}": v for k, v in style_sd.items()})

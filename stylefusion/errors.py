@@ -7,7 +7,18 @@ so the CLI and the app can show it as it is instead of a library traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+#: How many offending keys an error message lists before it says "(+N more)".
+MAX_LISTED_KEYS = 6
+
+
+def format_keys(keys: Iterable[str], limit: int = MAX_LISTED_KEYS) -> str:
+    """Sorted keys for a one-line error message: the first ``limit`` of them and how many more."""
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 class StyleFusionError(Exception):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/videogen.py as a plain module
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -37,12 +33,15 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_trained_ckpt(tmp_path_factory) -> Path:
     """The tiny checkpoint with its config marked trained: a fixture to exercise verdict logic only."""
-    from stylefusion.detector import StyleFusionDetector, init_checkpoint
+    from stylefusion.config import StyleFusionConfig
+    from stylefusion.detector import init_checkpoint
 
     out = tmp_path_factory.mktemp("tiny_trained")
     model = init_checkpoint("tiny", out, seed=0)
-    model.config.trained = True
-    model.config.training = {"dataset": "test fixture (random weights)", "data_summary": "none"}
+    # through the config's own parser, as a checkpoint written by training would be read
+    model.config = StyleFusionConfig.from_dict({
+        **model.config.to_dict(), "trained": True,
+        "training": {"dataset": "test fixture (random weights)", "data_summary": "none"}})
     model.save_pretrained(out)
     return out
 
@@ -51,13 +50,9 @@ def tiny_trained_ckpt(tmp_path_factory) -> Path:
 def tiny_detector(tiny_ckpt):
     from stylefusion import StyleFusionDetector
 
-    return StyleFusionDetector.from_pretrained(tiny_ckpt)
+    return StyleFusionDetector.from_pretrained(tiny_ckpt, precision="fp32")  # the golden numbers are fp32
 
 
 @pytest.fixture(scope="session")
 def carphone_result(tiny_detector, carphone):
     return tiny_detector.detect(carphone, return_crops=True)
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())

@@ -17,8 +17,9 @@ Notes on a few inputs:
   still, so its class is "result" (then "no_face"); HTML, text and zip are errors.
 
 Run as a script, this module is the worker of ``test_hostile_inputs.py``: it loads the detector
-(and the app's ``analyze``) once, runs each input through ``detect`` and ``analyze``, and writes one
-JSON line per input with the outcome, the time and the peak RSS (VmHWM, reset before each input).
+(and, with ``--app``, the app's ``App.analyze`` from :mod:`stylefusion.app`) once, runs each input
+through ``detect`` and ``analyze``, and writes one JSON line per input with the outcome, the time
+and the peak RSS (VmHWM, reset before each input).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import load_app, proc_status, reset_peak_rss
+from videogen import audio_only, carphone_path, encode_frames, set_mp4_rotation
 
 RESULT, ERROR = "result", "error"
 
@@ -56,35 +58,14 @@ class HostileInput:
 # ----------------------------------------------------------------------------------------------
 def _encode(path: Path, frames: Iterable[np.ndarray], **kwargs) -> Path:
     """videogen.encode_frames at a realistic quality (crf 23 rather than the tests' near-lossless 10)."""
-    from videogen import encode_frames
-
     return encode_frames(path, frames, crf="23", **kwargs)
 
 
 def _carphone_frames() -> list[np.ndarray]:
     import av
 
-    from videogen import carphone_path
-
     with av.open(str(carphone_path())) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-
-
-def _audio_only(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("aac", rate=16000)
-        for i in range(20):
-            t = (np.arange(1024) + i * 1024) / 16000.0
-            frame = av.AudioFrame.from_ndarray(np.sin(2 * np.pi * 440 * t)[None].astype(np.float32),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
 
 
 def _boxes(data: bytes) -> list[tuple[bytes, int, int]]:
@@ -121,8 +102,6 @@ def _png_bytes() -> bytes:
 # ----------------------------------------------------------------------------------------------
 def generate(folder: str | Path) -> list[HostileInput]:
     """Write every hostile input into ``folder`` (created) and list them."""
-    from videogen import set_mp4_rotation
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(8)
@@ -150,7 +129,7 @@ def generate(folder: str | Path) -> list[HostileInput]:
         z.writestr("a.txt", "hello " * 1000)
         z.writestr("b.bin", rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     add("zip", write("archive.mp4", zbuf.getvalue()), ERROR)
-    add("audio_only", _audio_only(folder / "audio_only.mp4"), ERROR)
+    add("audio_only", audio_only(folder / "audio_only.mp4"), ERROR)
 
     # --- damaged mp4s
     fast = _encode(folder / "_faststart_src.mp4", cp, width=w, height=h,
@@ -255,45 +234,26 @@ def fast_checkpoint(out: str | Path, seed: int = 0):
 
 
 # ----------------------------------------------------------------------------------------------
-# worker: `python tests/hostile.py MODEL INPUTS.json [--app APP.py]`; one JSON line per input
+# worker: `python tests/hostile.py MODEL INPUTS.json [--app]`; one JSON line per input
 # ----------------------------------------------------------------------------------------------
-def _status(key: str) -> int:
-    """A /proc/self/status field in bytes (VmRSS, VmHWM), 0 where unavailable."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-
-
 def _run_one(fn: Callable[[], object], expected_error: type) -> dict:
-    _reset_peak()
+    reset_peak_rss()
     t0 = time.perf_counter()
     try:
         out = fn()
     except expected_error as exc:
         return {"outcome": ERROR, "message": str(exc), "type": type(exc).__name__,
-                "seconds": time.perf_counter() - t0, "peak_rss": _status("VmHWM")}
+                "seconds": time.perf_counter() - t0, "peak_rss": proc_status("VmHWM")}
     except BaseException as exc:  # noqa: BLE001 - exactly what the test is looking for
         import traceback
 
         return {"outcome": "crash", "message": f"{type(exc).__name__}: {exc}", "type": type(exc).__name__,
                 "traceback": traceback.format_exc()[-3000:], "seconds": time.perf_counter() - t0,
-                "peak_rss": _status("VmHWM")}
-    return {"outcome": RESULT, "value": out, "seconds": time.perf_counter() - t0, "peak_rss": _status("VmHWM")}
+                "peak_rss": proc_status("VmHWM")}
+    return {"outcome": RESULT, "value": out, "seconds": time.perf_counter() - t0, "peak_rss": proc_status("VmHWM")}
 
 
-def worker(model: str, inputs_json: str, app_path: str | None = None) -> None:
+def worker(model: str, inputs_json: str, with_app: bool = False) -> None:
     import logging
 
     import torch
@@ -305,20 +265,14 @@ def worker(model: str, inputs_json: str, app_path: str | None = None) -> None:
     torch.set_num_threads(1)
     det = StyleFusionDetector.from_pretrained(model)
     app = None
-    if app_path:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("stylefusion_app_hostile", app_path)
-        app = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = app  # dataclasses in app.py look their module up
-        spec.loader.exec_module(app)
-        app.load_model(model)
-        if app._MODEL is None or app._MODEL.detector is None:
-            raise SystemExit(f"app could not load {model}: {getattr(app._MODEL, 'error', '')}")
-        app._MODEL.detector.cropper  # noqa: B018 - build MTCNN before the first measurement
+    if with_app:
+        app = load_app().App.load(model, demo_fallback=False)
+        if app.loaded.detector is None:
+            raise SystemExit(f"app could not load {model}: {app.loaded.error}")
+        app.loaded.detector.cropper  # noqa: B018 - build MTCNN before the first measurement
         torch.set_num_threads(1)
     det.cropper  # noqa: B018
-    print(json.dumps({"ready": True, "baseline_rss": _status("VmRSS")}), flush=True)
+    print(json.dumps({"ready": True, "baseline_rss": proc_status("VmRSS")}), flush=True)
     for item in json.loads(Path(inputs_json).read_text()):
         print(json.dumps({"start": item["name"]}), flush=True)
         api = _run_one(lambda: det.detect(item["path"]), StyleFusionError)
@@ -331,7 +285,9 @@ def worker(model: str, inputs_json: str, app_path: str | None = None) -> None:
 
             out = _run_one(lambda: app.analyze(item["path"], progress=None), gr.Error)
             if out["outcome"] == RESULT:
-                report = json.loads(Path(out.pop("value")[5]).read_text())
+                # the JSON report is the one output that is a path to a .json file
+                report_path = next(v for v in out.pop("value") if isinstance(v, str) and v.endswith(".json"))
+                report = json.loads(Path(report_path).read_text())
                 out["label"] = report["label"]
             elif out["outcome"] == ERROR and "unexpectedly" in out["message"]:
                 out["outcome"] = "crash"  # analyze turned a non-StyleFusion exception into a gr.Error
@@ -341,13 +297,10 @@ def worker(model: str, inputs_json: str, app_path: str | None = None) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    app_arg = None
-    if "--app" in args:
-        i = args.index("--app")
-        app_arg = args[i + 1]
-        del args[i:i + 2]
+    with_app = "--app" in args
+    args = [a for a in args if a != "--app"]
     if args and args[0] == "generate":
         for it in generate(args[1]):
             print(json.dumps(asdict(it)))
     else:
-        worker(args[0], args[1], app_arg)
+        worker(args[0], args[1], with_app)

@@ -41,9 +41,9 @@ def test_from_config_uses_content_fields():
     assert model.out_dim == cfg.content_dim and model.depths == cfg.content_depths
 
 
-@pytest.mark.slow
 def test_full_size_parameters_and_keys_equal_the_spec():
-    model = SlowR50Trunk()
+    with torch.device("meta"):  # counts and shapes only: no 32 M-parameter random init
+        model = SlowR50Trunk()
     assert sum(p.numel() for p in model.parameters()) == 31_634_496  # spec §2.3, trunk without head
     upstream = U.slow_r50_model_state(init="empty")
     assert len(upstream) == 320
@@ -55,14 +55,15 @@ def test_full_size_parameters_and_keys_equal_the_spec():
     assert ours["blocks.4.res_blocks.2.branch2.conv_a.weight"].shape == (512, 2048, 3, 1, 1)
 
 
-@pytest.mark.slow
-def test_full_size_forward_on_one_clip():
-    torch.manual_seed(0)
-    model = SlowR50Trunk().eval()
-    with torch.no_grad():
-        feats = model.forward_features(torch.randn(1, 3, 16, 112, 112))
+def test_full_size_forward_shapes_on_one_clip():
+    """Shapes through the full trunk on the meta device (values: test_equals_pytorchvideo_slow_r50)."""
+    with torch.device("meta"):
+        model = SlowR50Trunk().eval()
+        x = torch.randn(1, 3, 16, 112, 112)
+        feats = model.forward_features(x)
+        out = model(x)
     assert feats.shape == (1, 2048, 16, 4, 4)  # spec §2.4, last row
-    assert torch.isfinite(feats).all() and feats.mean(dim=(2, 3, 4)).shape == (1, 2048)
+    assert out.shape == (1, 2048) and model.out_dim == 2048
 
 
 def test_converted_tiny_equals_independent_reference():
@@ -125,18 +126,20 @@ def test_filter_names_unknown_missing_and_misshaped_keys():
         checkpoint_filter_fn({"model_state": dict(state, **{"blocks.0.conv.weight": "x"})}, model)
 
 
-@pytest.mark.slow
 def test_full_size_checkpoint_filters_to_the_trunk():
-    model = SlowR50Trunk()
+    with torch.device("meta"):  # keys and shapes only
+        model = SlowR50Trunk()
     sd = checkpoint_filter_fn(U.slow_r50_checkpoint(init="empty"), model)
     assert len(sd) == 318  # 320 upstream keys - 2 head keys (counters rewritten, not dropped)
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=True, assign=True)  # strict: every key, every shape
 
 
 def _pytorchvideo_resnet():
+    """pytorchvideo's model builders; a skip only where pytorchvideo (or one of the dependencies it
+    imports) is not installed. .ci/run installs it, so there this test runs; any other error fails it."""
     try:
         from pytorchvideo.models import resnet  # noqa: PLC0415
-    except Exception as exc:  # ImportError, or its fvcore/iopath dependencies failing to import
+    except ImportError as exc:
         pytest.skip(f"pytorchvideo not importable ({type(exc).__name__}: {exc}); install with "
                     "`pip install --no-deps pytorchvideo==0.1.5 fvcore iopath && "
                     "pip install portalocker termcolor tabulate`")

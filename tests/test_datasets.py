@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from stylefusion.errors import DatasetLayoutError
-from stylefusion.research.datasets import (
-    ManifestError, ManifestRecord, build_manifest, main, parse_ratios, read_manifest, split_groups,
-    summarize, write_manifest,
+from stylefusion.research.datasets import build_manifest, main, parse_ratios
+from stylefusion.research.manifest import (
+    ManifestError, ManifestRecord, counts, read_manifest, split_groups, write_manifest,
 )
 
 
@@ -50,7 +50,7 @@ def test_ffpp_pairs_define_splits(tmp_path):
     assert by_id["ffpp-c23/Deepfakes/005_002"].split == "val"  # b_a belongs to the pair's split
     assert by_id["ffpp-c23/FaceSwap/006_007"].split == "test" and by_id["ffpp-c23/FaceSwap/006_007"].label == 1
     assert {r.method for r in records} == {"original", "Deepfakes", "FaceSwap"}
-    assert summarize(records) == {"train": {"real": 4, "fake": 8}, "val": {"real": 2, "fake": 4},
+    assert counts(records) == {"train": {"real": 4, "fake": 8}, "val": {"real": 2, "fake": 4},
                                   "test": {"real": 2, "fake": 4}}
     # Identities never cross splits.
     split_of_id = {}
@@ -213,7 +213,7 @@ def test_folders_seeded_stratified_split(tmp_path):
     root = make_folders(tmp_path / "data")
     records = build_manifest("folders", root, ratios=parse_ratios("0.6,0.2,0.2"), seed=3, name="mine")
     assert len(records) == 20 and {r.dataset for r in records} == {"mine"}
-    assert summarize(records) == {"train": {"real": 6, "fake": 6}, "val": {"real": 2, "fake": 2},
+    assert counts(records) == {"train": {"real": 6, "fake": 6}, "val": {"real": 2, "fake": 2},
                                   "test": {"real": 2, "fake": 2}}
     assert {r.method for r in records if r.label} == {"swap", "reenact"}
     assert records == build_manifest("folders", root, ratios=parse_ratios("0.6,0.2,0.2"), seed=3, name="mine")
@@ -236,8 +236,21 @@ def test_split_groups_is_deterministic_and_proportional():
     groups = [f"g{i}" for i in range(100)]
     a = split_groups(groups, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
     assert a == split_groups(reversed(groups), {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
-    counts = {s: sum(v == s for v in a.values()) for s in ("train", "val", "test")}
-    assert counts == {"train": 70, "val": 15, "test": 15}
+    sizes = {s: sum(v == s for v in a.values()) for s in ("train", "val", "test")}
+    assert sizes == {"train": 70, "val": 15, "test": 15}
+
+
+def test_counts_of_labels_records_and_cache_metadata():
+    import torch
+
+    assert counts([0, 1, 1, 0, 1]) == {"real": 2, "fake": 3}
+    assert counts(torch.tensor([1.0, 0.0, 1.0])) == {"real": 1, "fake": 2}  # CachedFeatures.labels
+    records = [ManifestRecord(f"v{i}", f"/v{i}.mp4", i % 2, split, "d", "m")
+               for i, split in enumerate(["test", "train", "train", "val", "train"])]
+    expected = {"train": {"real": 2, "fake": 1}, "val": {"real": 0, "fake": 1}, "test": {"real": 1, "fake": 0}}
+    assert counts(records) == expected and list(counts(records)) == ["train", "val", "test"]
+    metadata = [{"split": r.split, "label": str(r.label), "video_id": r.video_id} for r in records]
+    assert counts(metadata) == expected  # cache entry headers, as CachedFeatures.records holds them
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])

@@ -8,12 +8,18 @@ import pytest
 from stylefusion.config import StyleFusionConfig
 from stylefusion.faces import FaceCropper, iou
 from stylefusion.video import read_frames
-from videogen import carphone_path, write_video
+from videogen import carphone_path, composite_face_video, write_video
 
 
 @pytest.fixture(scope="module")
 def cropper():
     return FaceCropper(StyleFusionConfig())
+
+
+@pytest.fixture(scope="module")
+def hd_video(tmp_path_factory):
+    """One second of the carphone face moving over a 1280x720 background (encoded once per module)."""
+    return composite_face_video(tmp_path_factory.mktemp("hd") / "hd.mp4", seconds=1.0)
 
 
 def test_carphone_track(cropper, carphone):
@@ -88,12 +94,9 @@ def test_follows_one_person_of_two(cropper, tmp_path):
     assert len(set(sides)) == 1, sides  # one person throughout
 
 
-def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(tmp_path):
+def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(hd_video):
     """On 720p frames MTCNN skips the small-face pyramid levels yet finds the same boxes."""
-    from videogen import composite_face_video
-
-    path = composite_face_video(tmp_path / "hd.mp4", seconds=1.0)
-    frames = read_frames(path, 8)
+    frames = read_frames(hd_video, 8)
     fast = FaceCropper(StyleFusionConfig(detect_max_side=640)).detect(frames.images)
     full = FaceCropper(StyleFusionConfig(detect_max_side=0)).detect(frames.images)
     for (bf, pf), (bx, px) in zip(fast, full):
@@ -102,14 +105,12 @@ def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(tmp_path):
         assert pf[0] == pytest.approx(px[0], abs=1e-4)
 
 
-def test_detection_holds_no_per_video_state(tmp_path, carphone):
+def test_detection_holds_no_per_video_state(hd_video, carphone):
     """One cropper serves videos of any size, also concurrently: a large video's pyramid setting
     must not leak into the next call (the app shares one cropper between requests)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from videogen import composite_face_video
-
-    hd = read_frames(composite_face_video(tmp_path / "hd.mp4", seconds=1.0), 4).images
+    hd = read_frames(hd_video, 4).images
     small = read_frames(carphone, 8).images
     expected = FaceCropper(StyleFusionConfig()).detect(small)
     shared = FaceCropper(StyleFusionConfig())

@@ -28,18 +28,13 @@ import pytest
 import hostile
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app.py"
 PER_INPUT_LIMIT_S = 120.0  # API + app on one input (a hang, not a slow machine: typical is 1-5 s)
 CLI_LIMIT_S = 900.0
 MAX_PEAK_RSS = 3 * 2**30  # absolute peak of the worker (torch + MTCNN + both models ~1 GB)
 MAX_INPUT_GROWTH = 1 * 2**30  # transient growth of RSS during one input (a 4K frame is 25 MB)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-       "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONIOENCODING": "utf-8"}
+       "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONIOENCODING": "utf-8"}  # the app is stylefusion.app
 ENV.pop("STYLEFUSION_MODEL", None)
-
-#: Inputs that fail because of a bug in a file this test does not own: name -> the fix needed.
-#: They are reported in the table and xfail the affected test instead of failing it.
-KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +52,7 @@ def fast_ckpt(tmp_path_factory) -> Path:
     return out
 
 
-def _run_worker(model: Path, items: list[hostile.HostileInput], tmp: Path, with_app: bool) -> tuple[dict, dict]:
+def _run_worker(model: Path, items: list[hostile.HostileInput], tmp: Path) -> tuple[dict, dict]:
     """Run the worker over ``items``; restart it past an input that hangs or kills it."""
     rows: dict[str, dict] = {}
     info = {"baseline_rss": 0, "restarts": 0}
@@ -65,9 +60,7 @@ def _run_worker(model: Path, items: list[hostile.HostileInput], tmp: Path, with_
     while todo:
         spec = tmp / f"inputs-{info['restarts']}.json"
         spec.write_text(json.dumps([asdict(i) for i in todo]))
-        cmd = [sys.executable, str(Path(hostile.__file__)), str(model), str(spec)]
-        if with_app:
-            cmd += ["--app", str(APP)]
+        cmd = [sys.executable, str(Path(hostile.__file__)), str(model), str(spec), "--app"]
         errlog = open(tmp / f"worker-{info['restarts']}.err", "wb")
         proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=errlog)
         current, deadline = None, time.monotonic() + 300  # startup: imports and model loading
@@ -122,23 +115,19 @@ def _start_cli(model: Path, items: list[hostile.HostileInput], out_json: Path, e
                outlog: Path) -> subprocess.Popen:
     exe = shutil.which("stylefusion", path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, "-m", "stylefusion"]
-    # Inputs that hit a known bug go last: today an unexpected exception ends the whole batch
-    # (see KNOWN_BUGS["cli"]), and the other inputs should still be covered meanwhile.
-    ordered = sorted(items, key=lambda i: i.name in KNOWN_BUGS)
-    cmd += ["detect", *[i.path for i in ordered], "--model", str(model), "--json", str(out_json)]
+    cmd += ["detect", *[i.path for i in items], "--model", str(model), "--json", str(out_json)]
     return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=open(outlog, "wb"), stderr=open(errlog, "wb"))
 
 
 @pytest.fixture(scope="module")
 def outcomes(hostile_inputs, fast_ckpt, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile_run")
-    with_app = APP.is_file()
     t0 = time.perf_counter()
     cli_json, cli_err = tmp / "cli.json", tmp / "cli.stderr"
     cli_out = tmp / "cli.stdout"
     cli = _start_cli(fast_ckpt, hostile_inputs, cli_json, cli_err, cli_out)  # runs alongside the worker
     try:
-        rows, info = _run_worker(fast_ckpt, hostile_inputs, tmp, with_app)
+        rows, info = _run_worker(fast_ckpt, hostile_inputs, tmp)
         t_worker = time.perf_counter() - t0
         try:
             cli_rc = cli.wait(timeout=max(10.0, CLI_LIMIT_S - (time.perf_counter() - t0)))
@@ -165,7 +154,7 @@ def outcomes(hostile_inputs, fast_ckpt, tmp_path_factory):
         else:
             cli_cell = {"outcome": hostile.RESULT, "label": cli_row.get("label")}
         table.append({"input": item, "api": api, "cli": cli_cell, "app": app})
-    result = {"table": table, "cli_rc": cli_rc, "cli_stderr": stderr, "info": info, "with_app": with_app,
+    result = {"table": table, "cli_rc": cli_rc, "cli_stderr": stderr, "info": info,
               "seconds": t_all, "worker_seconds": t_worker}
     _write_table(result, tmp_path_factory.getbasetemp() / "hostile_outcomes.md")
     return result
@@ -210,15 +199,6 @@ def _write_table(result: dict, path: Path) -> None:
     print(f"\n{text}\n(written to {path})")
 
 
-def _bugs(rows: list[str]) -> None:
-    """Fail on unknown problems; xfail when only known bugs (in files this test does not own) remain."""
-    unknown = [r for r in rows if r.split(":")[0] not in KNOWN_BUGS]
-    assert not unknown, "\n".join(unknown)
-    if rows:
-        pytest.xfail("known bugs elsewhere: " + "; ".join(f"{n}: {KNOWN_BUGS[n]}" for n in
-                                                         sorted({r.split(':')[0] for r in rows})))
-
-
 def _check(o: dict, expect: str) -> str | None:
     """None when ``o`` is the expected class, with a one-line message for errors."""
     if o["outcome"] not in (hostile.RESULT, hostile.ERROR):
@@ -245,7 +225,7 @@ def test_api(outcomes):
             problems.append(f"{r['input'].name}: {bad}")
         elif r["input"].name == "no_face":
             assert r["api"]["label"] == "no_face"
-    _bugs(problems)
+    assert not problems, "\n".join(problems)
 
 
 def test_api_time_and_memory(outcomes):
@@ -266,13 +246,8 @@ def test_cli_batch(outcomes):
     """One `stylefusion detect` over every input: carries on past bad files, reports them, exits 1."""
     stderr = outcomes["cli_stderr"]
     assert outcomes["cli_rc"] == 1, f"exit {outcomes['cli_rc']}\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr, stderr[-5000:]
     problems = []
-    if "Traceback" in stderr:
-        crashed = [r["input"].name for r in outcomes["table"] if r["api"]["outcome"] == "crash"]
-        assert crashed and all(n in KNOWN_BUGS for n in crashed), stderr[-5000:]
-        # Every input before the crash must have been handled; the known-bug inputs come last.
-        assert all(r["cli"]["outcome"] != "missing" for r in outcomes["table"] if r["input"].name not in KNOWN_BUGS)
-        problems.append("cli: the batch died with a traceback")
     for r in outcomes["table"]:
         item, cli = r["input"], r["cli"]
         if cli["outcome"] == "folder (searched)":  # the CLI searches folders for videos (documented)
@@ -285,15 +260,12 @@ def test_cli_batch(outcomes):
             assert f"error: {item.path}" in stderr, f"{item.name} not reported on stderr"
         elif r["api"].get("outcome") == hostile.RESULT:
             assert cli["label"] == r["api"]["label"], f"{item.name}: CLI and API disagree"
-    if "Traceback" not in stderr:
-        n_fail = sum(1 for r in outcomes["table"] if r["cli"]["outcome"] == hostile.ERROR)
-        assert f"{n_fail} failed" in stderr.splitlines()[-1]
-    _bugs(problems)
+    n_fail = sum(1 for r in outcomes["table"] if r["cli"]["outcome"] == hostile.ERROR)
+    assert f"{n_fail} failed" in stderr.splitlines()[-1]
+    assert not problems, "\n".join(problems)
 
 
 def test_app_inference_function(outcomes):
-    if not outcomes["with_app"]:
-        pytest.skip(f"{APP} does not exist yet: the app's inference function cannot be tested")
     problems = []
     for r in outcomes["table"]:
         bad = _check(r["app"], r["input"].expect)
@@ -301,7 +273,7 @@ def test_app_inference_function(outcomes):
             problems.append(f"{r['input'].name}: {bad}")
         elif r["app"]["outcome"] == hostile.RESULT and r["api"].get("outcome") == hostile.RESULT:
             assert r["app"]["label"] == r["api"]["label"], f"{r['input'].name}: app and API disagree"
-    _bugs(problems)
+    assert not problems, "\n".join(problems)
 
 
 def test_corruption_in_the_middle_loses_only_the_damaged_frames(tmp_path, caplog):

@@ -1,18 +1,16 @@
 """Untrusted checkpoint folders: refused with one clear error, nothing executed, nothing huge allocated.
 
-Extends tests/test_detector.py (which covers missing/unexpected keys, one wrong shape, an empty or
-missing folder, a pickle ``pytorch_model.bin``, a truncated safetensors, format_version 99,
-num_frames 1e9, content_width 1e6, unknown fields, a string threshold, invalid JSON and torn saves).
-Here: every pickle name and disguise, crafted safetensors headers, odd files in place of the two
-files, older versions, many more absurd values, and a memory bound on refusing a config that asks
-for a huge model.
+tests/test_detector.py covers honest strict loading (missing/unexpected keys, one wrong shape, an
+empty or missing folder, a truncated safetensors, torn saves). Here: every pickle name and
+disguise, crafted safetensors headers, odd files in place of the two files, unparsable JSON, newer
+and older versions, absurd and wrongly typed config values, and a memory bound on refusing a
+config that asks for a huge model.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -21,61 +19,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import RunsCode, broken_ckpt, copy_ckpt, rss_peak_delta
 from stylefusion import StyleFusionDetector
-from stylefusion.detector import UNSAFE_WEIGHTS
+from stylefusion.checkpoint import UNSAFE_WEIGHTS
 from stylefusion.errors import CheckpointError, ConfigError, StyleFusionError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
-def _with_config(src: Path, dst: Path, **changes) -> Path:
-    bad = _copy(src, dst)
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg.update(changes)
-    (bad / "config.json").write_text(json.dumps(cfg))  # NaN/Infinity are written as JSON extensions
-    return bad
-
-
-class _Evil:
-    """Unpickling this runs ``touch MARKER``."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch '{self.marker}'",))
-
-
-def _rss_peak_delta(fn) -> int:
-    """Peak RSS growth (bytes) while ``fn`` runs in this process (VmHWM reset first; Linux)."""
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pytest.skip("cannot reset the peak RSS on this system")
-    before = status("VmRSS")
-    fn()
-    return status("VmHWM") - before
-
-
 # --- pickles: refused by name, never unpickled, whatever they are called -----------------------
 @pytest.mark.parametrize("name", UNSAFE_WEIGHTS)
 def test_every_pickle_name_refused(tiny_ckpt, tmp_path, name):
-    bad = _copy(tiny_ckpt, tmp_path / "ck")
+    bad = copy_ckpt(tiny_ckpt, tmp_path, "ck")
     (bad / "model.safetensors").unlink()
     marker = tmp_path / "pwned"
-    torch.save({"x": _Evil(marker)}, bad / name)
+    torch.save({"x": RunsCode(marker)}, bad / name)
     with pytest.raises(CheckpointError, match="pickle") as info:
         StyleFusionDetector.from_pretrained(bad)
     assert name in str(info.value) and "\n" not in str(info.value)
@@ -84,21 +42,21 @@ def test_every_pickle_name_refused(tiny_ckpt, tmp_path, name):
 
 def test_pickle_disguised_as_safetensors_or_config(tiny_ckpt, tmp_path):
     marker = tmp_path / "pwned"
-    bad = _copy(tiny_ckpt, tmp_path / "as_weights")
-    torch.save({"x": _Evil(marker)}, bad / "model.safetensors")
+    bad = copy_ckpt(tiny_ckpt, tmp_path, "as_weights")
+    torch.save({"x": RunsCode(marker)}, bad / "model.safetensors")
     with pytest.raises(CheckpointError, match="safetensors"):
         StyleFusionDetector.from_pretrained(bad)
-    bad = _copy(tiny_ckpt, tmp_path / "as_config")
-    torch.save({"x": _Evil(marker)}, bad / "config.json")
+    bad = copy_ckpt(tiny_ckpt, tmp_path, "as_config")
+    torch.save({"x": RunsCode(marker)}, bad / "config.json")
     with pytest.raises(ConfigError, match="config.json"):
         StyleFusionDetector.from_pretrained(bad)
     assert not marker.exists()
 
 
 def test_pickle_beside_safetensors_is_ignored(tiny_ckpt, tmp_path):
-    ck = _copy(tiny_ckpt, tmp_path / "both")
+    ck = copy_ckpt(tiny_ckpt, tmp_path, "both")
     marker = tmp_path / "pwned"
-    torch.save({"x": _Evil(marker)}, ck / "pytorch_model.bin")
+    torch.save({"x": RunsCode(marker)}, ck / "pytorch_model.bin")
     model = StyleFusionDetector.from_pretrained(ck)
     assert model.config.preset == "tiny"
     assert not marker.exists()
@@ -106,11 +64,11 @@ def test_pickle_beside_safetensors_is_ignored(tiny_ckpt, tmp_path):
 
 # --- the two files missing, replaced or crafted -------------------------------------------------
 def test_missing_or_odd_files(tiny_ckpt, tmp_path):
-    noconf = _copy(tiny_ckpt, tmp_path / "noconf")
+    noconf = copy_ckpt(tiny_ckpt, tmp_path, "noconf")
     (noconf / "config.json").unlink()
     with pytest.raises(CheckpointError, match="no config.json"):
         StyleFusionDetector.from_pretrained(noconf)
-    confdir = _copy(tiny_ckpt, tmp_path / "confdir")
+    confdir = copy_ckpt(tiny_ckpt, tmp_path, "confdir")
     (confdir / "config.json").unlink()
     (confdir / "config.json").mkdir()
     with pytest.raises(StyleFusionError):
@@ -118,13 +76,13 @@ def test_missing_or_odd_files(tiny_ckpt, tmp_path):
     for name, make in [("dangling", lambda p: os.symlink(tmp_path / "gone", p)),
                        ("directory", lambda p: p.mkdir()),
                        ("device", lambda p: os.symlink("/dev/zero", p))]:
-        ck = _copy(tiny_ckpt, tmp_path / f"w_{name}")
+        ck = copy_ckpt(tiny_ckpt, tmp_path, f"w_{name}")
         (ck / "model.safetensors").unlink()
         make(ck / "model.safetensors")
         with pytest.raises(CheckpointError, match="model.safetensors") as info:
             StyleFusionDetector.from_pretrained(ck)
         assert "\n" not in str(info.value)
-    empty = _copy(tiny_ckpt, tmp_path / "w_empty")
+    empty = copy_ckpt(tiny_ckpt, tmp_path, "w_empty")
     (empty / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="safetensors"):
         StyleFusionDetector.from_pretrained(empty)
@@ -139,7 +97,7 @@ def _crafted_safetensors(path: Path, header: dict | bytes, declared_len: int | N
 @pytest.mark.parametrize("case", ["header_len_1TB", "shape_1e12", "offsets_past_end", "not_json", "negative_shape"])
 def test_crafted_safetensors_headers(tiny_ckpt, tmp_path, case):
     """Lies in the header are caught before any tensor is allocated for them."""
-    ck = _copy(tiny_ckpt, tmp_path / case)
+    ck = copy_ckpt(tiny_ckpt, tmp_path, case)
     w = ck / "model.safetensors"
     if case == "header_len_1TB":
         _crafted_safetensors(w, {"__metadata__": {}}, declared_len=10**12)
@@ -160,7 +118,7 @@ def test_crafted_safetensors_headers(tiny_ckpt, tmp_path, case):
             StyleFusionDetector.from_pretrained(ck)
         assert "\n" not in str(info.value)
 
-    assert _rss_peak_delta(load) < 200 * 2**20
+    assert rss_peak_delta(load) < 200 * 2**20
 
 
 # --- config values -------------------------------------------------------------------------------
@@ -176,6 +134,7 @@ def test_crafted_safetensors_headers(tiny_ckpt, tmp_path, case):
     ({"num_frames": "32"}, "num_frames"),
     ({"num_frames": None}, "num_frames"),
     ({"num_frames": True}, "num_frames"),
+    ({"num_frames": 10**9}, "num_frames"),
     ({"clip_len": 10**9}, "clip_len"),
     ({"style_width": 10**6}, "style_width"),
     ({"gru_hidden": 10**9}, "gru_hidden"),
@@ -201,6 +160,10 @@ def test_crafted_safetensors_headers(tiny_ckpt, tmp_path, case):
     ({"style_levels": "9"}, "style_levels"),
     ({"training": "x"}, "training"),
     ({"content_width": {"a": 1}}, "content_width"),
+    ({"content_width": 10**6}, "content_width"),
+    ({"style_levels": [25]}, "style_levels"),
+    ({"threshold": "high"}, "threshold"),
+    ({"made_up": 1}, "unknown fields"),
 ])
 def test_absurd_values_refused_before_any_model_is_built(tiny_ckpt, tmp_path, monkeypatch, changes, pattern):
     import stylefusion.detector as detector_mod
@@ -211,17 +174,19 @@ def test_absurd_values_refused_before_any_model_is_built(tiny_ckpt, tmp_path, mo
             raise AssertionError("a model was built from an invalid config")
 
     monkeypatch.setattr(detector_mod, "SlowR50Trunk", Boom)
-    bad = _with_config(tiny_ckpt, tmp_path / "ck", **changes)
+    bad = broken_ckpt(tiny_ckpt, tmp_path, **changes)
     with pytest.raises(ConfigError, match=pattern) as info:
         StyleFusionDetector.from_pretrained(bad)
     assert "\n" not in str(info.value)
     assert len(str(info.value)) < 500  # values are quoted shortened
 
 
-def test_deeply_nested_or_huge_config_json(tiny_ckpt, tmp_path):
-    bad = _copy(tiny_ckpt, tmp_path / "nested")
-    (bad / "config.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("text, pattern", [("{not json", "cannot read config.json"),
+                                           ("[" * 100_000 + "]" * 100_000, None)], ids=["not_json", "nested"])
+def test_unparsable_config_json(tiny_ckpt, tmp_path, text, pattern):
+    bad = copy_ckpt(tiny_ckpt, tmp_path)
+    (bad / "config.json").write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
         StyleFusionDetector.from_pretrained(bad)
 
 
@@ -229,14 +194,14 @@ def test_deeply_nested_or_huge_config_json(tiny_ckpt, tmp_path):
                                      {"content_mean": ["a", "b", "c"]}, {"content_mean": [float("nan"), 0, 0]},
                                      {"style_std": [float("inf"), 1, 1]}, {"style_levels": [True]}])
 def test_wrong_types_refused(tiny_ckpt, tmp_path, changes):
-    bad = _with_config(tiny_ckpt, tmp_path / "ck", **changes)
+    bad = broken_ckpt(tiny_ckpt, tmp_path, **changes)
     with pytest.raises(ConfigError):
         StyleFusionDetector.from_pretrained(bad)
 
 
 def test_config_of_another_version_with_extra_fields(tiny_ckpt, tmp_path):
     """A newer writer adds fields and bumps the version: the version message wins, naming the upgrade."""
-    bad = _with_config(tiny_ckpt, tmp_path / "ck", format_version=2, future_field={"x": 1})
+    bad = broken_ckpt(tiny_ckpt, tmp_path, format_version=2, future_field={"x": 1})
     with pytest.raises(ConfigError, match="upgrade"):
         StyleFusionDetector.from_pretrained(bad)
 
@@ -257,7 +222,7 @@ print(outcome, (after - before) * 1024)
 
 
 def test_huge_model_config_refused_without_allocating(tiny_ckpt, tmp_path):
-    bad = _with_config(tiny_ckpt, tmp_path / "big", attn_dim=4096, transformer_ff=16384, transformer_heads=4)
+    bad = broken_ckpt(tiny_ckpt, tmp_path, attn_dim=4096, transformer_ff=16384, transformer_heads=4)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", _PEAK_CODE, str(bad)], capture_output=True, text=True,
                          timeout=300, env=env, cwd=REPO)

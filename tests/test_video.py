@@ -11,7 +11,7 @@ import pytest
 
 from stylefusion.errors import VideoReadError
 from stylefusion.video import read_frames, sample_indices
-from videogen import read_barcode, set_mp4_rotation, write_video
+from videogen import audio_only, read_barcode, set_mp4_rotation, write_video
 
 
 @pytest.mark.parametrize("n", [1, 10, 32, 33, 1000])
@@ -86,20 +86,6 @@ def test_long_video_sampled_by_seeking(tmp_path):
     assert [read_barcode(im) for im in frames.images] == frames.source_indices.tolist()
 
 
-def _audio_only(path):
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("aac", rate=16000)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            frame.pts = i * 1024
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
-
-
 def _bad_files(tmp_path, carphone):
     good = carphone.read_bytes()
     files = {
@@ -116,7 +102,7 @@ def _bad_files(tmp_path, carphone):
         p = tmp_path / f"{name}.mp4"
         p.write_bytes(data)
         out[name] = p
-    out["audio_only"] = _audio_only(tmp_path / "audio.m4a")
+    out["audio_only"] = audio_only(tmp_path / "audio.m4a", n_frames=10)
     out["directory"] = tmp_path
     link = tmp_path / "dangling.mp4"
     os.symlink(tmp_path / "nowhere.mp4", link)

@@ -81,6 +81,22 @@ def write_video(path: str | Path, num_frames: int, *, width: int = 64, height: i
     return encode_frames(path, (frame_fn(i) for i in range(num_frames)), width=width, height=height, **kwargs)
 
 
+def audio_only(path: str | Path, n_frames: int = 20, rate: int = 16000) -> Path:
+    """A file with one AAC audio stream (a 440 Hz tone) and no video stream."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=rate)
+        for i in range(n_frames):
+            t = (np.arange(1024) + i * 1024) / rate
+            frame = av.AudioFrame.from_ndarray(np.sin(2 * np.pi * 440 * t)[None].astype(np.float32),
+                                               format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)
+
+
 def set_mp4_rotation(src: str | Path, dst: str | Path, degrees_clockwise: int) -> Path:
     """Copy an mp4 with its track's display matrix set, as a phone that recorded it rotated does.
 

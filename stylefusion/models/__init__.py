@@ -16,17 +16,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from stylefusion.errors import CheckpointError
-
-#: How many offending keys an error message lists before it says "(+N more)".
-_MAX_LISTED = 6
-
-
-def _listing(keys: Iterable[str]) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:_MAX_LISTED])
-    return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
-
+from stylefusion.errors import MAX_LISTED_KEYS as _MAX_LISTED
+from stylefusion.errors import CheckpointError, format_keys
 
 def match_state_dict(state_dict: Mapping[str, object], model: nn.Module, source: str,
                      optional: Iterable[str] = ()) -> dict[str, torch.Tensor]:
@@ -56,14 +47,14 @@ def match_state_dict(state_dict: Mapping[str, object], model: nn.Module, source:
     optional = set(optional)
     not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise CheckpointError(f"{source}: entries are not tensors: {_listing(not_tensors)}")
+        raise CheckpointError(f"{source}: entries are not tensors: {format_keys(not_tensors)}")
     unknown = set(state_dict) - set(expected)
     missing = set(expected) - set(state_dict) - optional
     problems = []
     if unknown:
-        problems.append(f"unknown keys {_listing(unknown)}")
+        problems.append(f"unknown keys {format_keys(unknown)}")
     if missing:
-        problems.append(f"missing keys {_listing(missing)}")
+        problems.append(f"missing keys {format_keys(missing)}")
     wrong = []
     for key in sorted(set(state_dict) & set(expected)):
         value, target = state_dict[key], expected[key]

@@ -31,7 +31,6 @@ cached; the cache follows in-place updates and moves of the weight.
 
 from __future__ import annotations
 
-import os
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +38,6 @@ from torch import nn
 
 #: Fewest input channels for which the Winograd path is taken by default (measured crossover).
 MIN_CHANNELS = 128
-
-#: ``STYLEFUSION_WINOGRAD=0`` turns the fast path off everywhere (for comparisons and debugging).
-ENV_SWITCH = "STYLEFUSION_WINOGRAD"
 
 # Transform matrices of F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity.
 _BT = ((4, 0, -5, 0, 1, 0),
@@ -117,10 +113,6 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
     return y.permute(0, 3, 1, 2)  # NCHW shape, channels-last strides
 
 
-def enabled_by_env() -> bool:
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 class WinogradConv2d(nn.Conv2d):
     """``nn.Conv2d`` that runs 3x3 stride-1 inference on the CPU with :func:`winograd_conv3x3`.
 
@@ -141,11 +133,13 @@ class WinogradConv2d(nn.Conv2d):
                 and self.weight.dtype == torch.float32 and not torch.is_grad_enabled()
                 and self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (1, 1)
                 and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"
-                and self.in_channels >= self.min_channels and x.ndim == 4 and enabled_by_env())
+                and self.in_channels >= self.min_channels and x.ndim == 4)
 
     def transformed_weight(self) -> torch.Tensor:
         """The cached ``[36, C_in, C_out]`` filters, recomputed when the weight has changed."""
         wt = self.weight
+        # Tensor._version (private but stable) counts in-place updates: an optimiser step or
+        # load_state_dict into the same storage invalidates the cache.
         key = (wt.data_ptr(), wt._version, wt.device, wt.dtype, tuple(wt.shape))
         if self._u is None or self._u_key != key:
             self._u = transform_weight(wt)

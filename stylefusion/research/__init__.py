@@ -8,10 +8,13 @@ Steps, each a module with ``add_<name>_arguments(parser)`` / ``run_<name>(args)`
 ``main(argv)`` for ``python -m`` and in-process tests:
 
 - :mod:`.datasets` — official layouts (FaceForensics++, Celeb-DF v2, DFDC, real/fake folders)
-  → one manifest (video_id, path, label, split, dataset, method).
-- :mod:`.cache` — one safetensors file per video with the features and the provenance that decides
-  whether the entry can be reused.
+  → one manifest (video_id, path, label, split, dataset, method); the record, its files and the
+  one ``counts`` function live in :mod:`.manifest`.
+- :mod:`.cache` — one safetensors file per video with its segments' features (its most present
+  person in each analysed window) and the provenance that decides whether the entry can be reused;
+  :mod:`.data` loads a cache's entries as tensors for training, one sample per segment.
 - :mod:`.extract` — manifest → cache, resumable, sharded across ``torchrun`` ranks.
 - :mod:`.train` — cache → trained fusion head, saved as a full checkpoint with a calibrated threshold.
-- :mod:`.evaluate` and :mod:`.figures` — video-level metrics, tables and the report's figures.
+- :mod:`.evaluate` and :mod:`.figures` — video-level metrics (:mod:`.metrics`, on scikit-learn),
+  tables and the report's figures.
 """

@@ -1,9 +1,9 @@
 """Dataset adapters: official folder layouts → one manifest of labelled, split videos.
 
-Every later step (extraction, training, evaluation) reads a manifest, never a dataset's own layout,
-so the four layouts below are handled here once. A manifest is a CSV or JSONL file of records
-``video_id, path, label, split, dataset, method`` with ``label`` 0 = real, 1 = fake (the opposite of
-Celeb-DF's own testing list, which says 1 = real) and ``split`` one of train / val / test.
+Every later step (extraction, training, evaluation) reads a manifest
+(:mod:`stylefusion.research.manifest`), never a dataset's own layout, so the four layouts below are
+handled here once. Manifests say ``label`` 0 = real, 1 = fake (the opposite of Celeb-DF's own
+testing list, which says 1 = real).
 
 Layouts:
 
@@ -28,180 +28,24 @@ missing; videos a list names but the disk lacks are an error too unless ``allow_
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import os
-import random
 import re
-import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from stylefusion.errors import DatasetLayoutError
+from stylefusion.research.manifest import SPLITS, ManifestRecord, counts, split_groups, write_manifest
+from stylefusion.video import VIDEO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 FFPP_COMPRESSIONS = ("c0", "c23", "c40")
 CELEBDF_FOLDERS = ("Celeb-real", "YouTube-real", "Celeb-synthesis")
 DATASETS = ("ffpp", "celebdf", "dfdc", "folders")
-
-
-class ManifestError(DatasetLayoutError):
-    """A manifest file is missing, malformed or inconsistent (bad label, split, duplicate id)."""
-
-
-@dataclass(frozen=True)
-class ManifestRecord:
-    """One video of a dataset, as every later step sees it."""
-
-    video_id: str  # unique within a manifest; also names the cache entry
-    path: str  # absolute path of the video file
-    label: int  # 0 real, 1 fake
-    split: str  # train / val / test
-    dataset: str  # ffpp / celebdf / dfdc / a folder dataset's name
-    method: str  # manipulation method for fakes; the real source for reals ("original", ...)
-
-
-MANIFEST_FIELDS = tuple(f.name for f in fields(ManifestRecord))
-
-
-# ----------------------------------------------------------------------------------------------
-# Manifest files
-# ----------------------------------------------------------------------------------------------
-def write_manifest(records: Sequence[ManifestRecord], path: str | Path) -> Path:
-    """Write records as CSV (``.csv``) or JSON lines (``.jsonl``/``.json``), atomically.
-
-    Atomic so that a manifest is never half-written when a job reading it starts.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
-        raise ManifestError(f"{path}: manifest must end in .csv or .jsonl")
-    _check_records(records, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            if path.suffix.lower() == ".csv":
-                writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-                writer.writeheader()
-                for r in records:
-                    writer.writerow(asdict(r))
-            else:
-                for r in records:
-                    f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_manifest(path: str | Path) -> list[ManifestRecord]:
-    """Read and validate a manifest; relative video paths resolve against the manifest's folder.
-
-    Relative paths are accepted so a hand-written or moved manifest still works; the adapters write
-    absolute ones.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read manifest ({exc})") from None
-    rows: list[dict] = []
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        missing = [k for k in MANIFEST_FIELDS if k not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"{path}: manifest lacks columns {missing} (has {reader.fieldnames})")
-        rows = list(reader)
-    else:
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ManifestError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(row)
-    records = []
-    for n, row in enumerate(rows, 1):
-        try:
-            label = int(row["label"])
-            rec = ManifestRecord(video_id=str(row["video_id"]), path=str(row["path"]), label=label,
-                                 split=str(row["split"]), dataset=str(row["dataset"]),
-                                 method=str(row["method"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{path}: record {n} is malformed ({type(exc).__name__}: {exc})") from None
-        p = Path(rec.path)
-        if not p.is_absolute():
-            rec = replace(rec, path=str((path.parent / p).resolve()))
-        records.append(rec)
-    _check_records(records, str(path))
-    return records
-
-
-def _check_records(records: Sequence[ManifestRecord], where: str) -> None:
-    seen: set[str] = set()
-    for r in records:
-        if not r.video_id:
-            raise ManifestError(f"{where}: a record has an empty video_id ({r.path})")
-        if r.video_id in seen:
-            raise ManifestError(f"{where}: duplicate video_id {r.video_id!r}")
-        seen.add(r.video_id)
-        if r.label not in (0, 1):
-            raise ManifestError(f"{where}: {r.video_id}: label={r.label!r} must be 0 (real) or 1 (fake)")
-        if r.split not in SPLITS:
-            raise ManifestError(f"{where}: {r.video_id}: split={r.split!r} must be one of {SPLITS}")
-
-
-def summarize(records: Iterable[ManifestRecord]) -> dict[str, dict[str, int]]:
-    """Counts per split and label (``{"train": {"real": n, "fake": m}, ...}``), for logs and configs."""
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        d = out.setdefault(r.split, {"real": 0, "fake": 0})
-        d["fake" if r.label else "real"] += 1
-    return {s: out[s] for s in SPLITS if s in out}
-
-
-# ----------------------------------------------------------------------------------------------
-# Seeded group split
-# ----------------------------------------------------------------------------------------------
-def split_groups(groups: Iterable[str], ratios: dict[str, float], seed: int,
-                 sizes: dict[str, int] | None = None) -> dict[str, str]:
-    """Assign whole groups to splits so each split holds about its ratio of the *items*.
-
-    Groups are sorted, then shuffled with ``random.Random(seed)`` (the same answer on every machine
-    and Python version), and laid end to end; a group goes to the split in whose share of the line
-    its midpoint falls. Grouping keeps related videos (one identity, a fake and its source) together.
-    """
-    keys = sorted(set(groups))
-    random.Random(seed).shuffle(keys)
-    sizes = sizes or {}
-    total = sum(sizes.get(k, 1) for k in keys)
-    names = [s for s in SPLITS if ratios.get(s, 0) > 0]
-    bounds, acc = [], 0.0
-    for s in names:
-        acc += ratios[s] / sum(ratios[n] for n in names)
-        bounds.append(acc * total)
-    out, pos = {}, 0.0
-    for k in keys:
-        size = sizes.get(k, 1)
-        mid = pos + size / 2
-        out[k] = next((s for s, b in zip(names, bounds) if mid < b), names[-1])
-        pos += size
-    return out
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -484,9 +328,8 @@ def run_manifest(args: argparse.Namespace) -> int:
                              allow_missing=args.allow_missing, name=args.name,
                              force_split=args.force_split)
     out = write_manifest(records, args.out)
-    counts = summarize(records)
     print(f"wrote {out}: {len(records)} videos; "
-          + "; ".join(f"{s}: {c['real']} real, {c['fake']} fake" for s, c in counts.items()))
+          + "; ".join(f"{s}: {c['real']} real, {c['fake']} fake" for s, c in counts(records).items()))
     return 0
 
 

@@ -9,6 +9,12 @@ the figures (PNG and interactive HTML) beside them.
 
 "Fake" is the positive class. Threshold-dependent numbers use the checkpoint's threshold, which
 ``stylefusion train`` calibrated on validation data — never on the test set being reported.
+
+The head scores segments (a video's most present person in each analysed window, as the cache
+holds them); every metric is per video, whose ``p_fake`` is the max over its segments — the
+detector's verdict rule, a fake anywhere makes the video fake. ``predictions.csv`` has one row per
+video (with the window of its most suspicious segment), ``segments.csv`` one row per segment; the
+figures show each video's most suspicious segment.
 """
 
 from __future__ import annotations
@@ -23,100 +29,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from stylefusion._io import atomic_write, atomic_writer
 from stylefusion.errors import StyleFusionError
+from stylefusion.research.metrics import HISTORY_NAME, binary_metrics, predict_logits
 
 logger = logging.getLogger(__name__)
 
 
 class EvaluationError(StyleFusionError):
     """Evaluation cannot run: an untrained checkpoint, or a cache that does not match the model."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Metrics
-# ----------------------------------------------------------------------------------------------
-def _div(a: float, b: float) -> float:
-    return float(a / b) if b else 0.0
-
-
-def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """The error rate where false-positive and false-negative rates are equal (ROC interpolation)."""
-    from sklearn.metrics import roc_curve
-
-    if len(np.unique(labels)) < 2:
-        return None
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fnr = 1 - tpr
-    diff = fpr - fnr  # rises from <= 0 to >= 0 along the curve
-    i = int(np.argmax(diff >= 0))
-    if i == 0:
-        return float(fpr[0])
-    # Linear interpolation between the two ROC points that straddle fpr == fnr.
-    d0, d1 = diff[i - 1], diff[i]
-    w = d0 / (d0 - d1) if d1 != d0 else 0.0
-    return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
-
-
-def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Video-level metrics with fake as positive; AUC/AP/EER are None when one class is absent."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    y = np.asarray(labels).astype(int)
-    p = np.asarray(p_fake, dtype=np.float64)
-    pred = (p >= threshold).astype(int)
-    tp = int(((pred == 1) & (y == 1)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
-    both = len(np.unique(y)) == 2
-    prec_f, rec_f = _div(tp, tp + fp), _div(tp, tp + fn)
-    prec_r, rec_r = _div(tn, tn + fn), _div(tn, tn + fp)
-    f1_f = _div(2 * prec_f * rec_f, prec_f + rec_f)
-    f1_r = _div(2 * prec_r * rec_r, prec_r + rec_r)
-    n, n_real, n_fake = len(y), tn + fp, tp + fn
-    report = {
-        "real": {"precision": prec_r, "recall": rec_r, "f1": f1_r, "support": n_real},
-        "fake": {"precision": prec_f, "recall": rec_f, "f1": f1_f, "support": n_fake},
-        "accuracy": {"f1": _div(tp + tn, n), "support": n},
-        "macro avg": {"precision": (prec_r + prec_f) / 2, "recall": (rec_r + rec_f) / 2,
-                      "f1": (f1_r + f1_f) / 2, "support": n},
-        "weighted avg": {k: _div(n_real * r + n_fake * f, n) for k, r, f in
-                         (("precision", prec_r, prec_f), ("recall", rec_r, rec_f), ("f1", f1_r, f1_f))}
-                        | {"support": n},
-    }
-    return {
-        "n": n, "n_real": n_real, "n_fake": n_fake, "threshold": float(threshold),
-        "auc": float(roc_auc_score(y, p)) if both else None,
-        "ap": float(average_precision_score(y, p)) if both else None,
-        "eer": equal_error_rate(y, p),
-        "accuracy": _div(tp + tn, n), "balanced_accuracy": (rec_r + rec_f) / 2 if both else None,
-        "precision": prec_f, "recall": rec_f, "f1": f1_f,
-        "confusion_matrix": [[tn, fp], [fn, tp]],  # rows: true real, true fake; cols: predicted
-        "classification_report": report,
-    }
-
-
-def calibrate_threshold(labels: np.ndarray, p_fake: np.ndarray) -> tuple[float, str]:
-    """The threshold that maximises Youden's J (= balanced accuracy) on validation data.
-
-    Placed halfway between the chosen score and the next lower one, so it is not exactly on a
-    validation video's score. Returns (threshold, a sentence saying where it came from).
-    """
-    from sklearn.metrics import roc_curve
-
-    y = np.asarray(labels).astype(int)
-    p = np.asarray(p_fake, dtype=np.float64)
-    if len(np.unique(y)) < 2:
-        return 0.5, "default 0.5: the validation data has one class"
-    fpr, tpr, thresholds = roc_curve(y, p)
-    j = tpr - fpr
-    i = int(np.argmax(j))
-    if j[i] <= 0 or not np.isfinite(thresholds[i]):
-        return 0.5, "default 0.5: no threshold beats chance on the validation data"
-    lower = p[p < thresholds[i]]
-    t = (thresholds[i] + (lower.max() if len(lower) else 0.0)) / 2
-    return float(np.clip(t, 0.0, 1.0)), (f"max Youden's J on val ({len(y)} videos): balanced accuracy "
-                                         f"{(j[i] + 1) / 2:.4f}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,11 +60,12 @@ def table4(m: dict[str, Any]) -> str:
     r = m["classification_report"]
     lines = ["| Class | Precision | Recall | F1-Score | Support |", "| --- | --- | --- | --- | --- |"]
     for name, key in (("Real", "real"), ("Fake", "fake")):
-        lines.append(f"| {name} | {r[key]['precision']:.2f} | {r[key]['recall']:.2f} | {r[key]['f1']:.2f} | {r[key]['support']} |")
-    lines.append(f"| Accuracy | - | - | {r['accuracy']['f1']:.2f} | {r['accuracy']['support']} |")
+        lines.append(f"| {name} | {r[key]['precision']:.2f} | {r[key]['recall']:.2f} | "
+                     f"{r[key]['f1-score']:.2f} | {r[key]['support']} |")
+    lines.append(f"| Accuracy | - | - | {r['accuracy']:.2f} | {m['n']} |")
     for name in ("macro avg", "weighted avg"):
         lines.append(f"| {name.title()} | {r[name]['precision']:.2f} | {r[name]['recall']:.2f} | "
-                     f"{r[name]['f1']:.2f} | {r[name]['support']} |")
+                     f"{r[name]['f1-score']:.2f} | {r[name]['support']} |")
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     lines += ["", "| true \\ predicted | Real | Fake |", "| --- | --- | --- |",
               f"| Real | {tn} | {fp} |", f"| Fake | {fn} | {tp} |"]
@@ -189,7 +111,8 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
     Returns the report as a dict (what ``report.json`` holds).
     """
     from stylefusion.detector import StyleFusionDetector
-    from stylefusion.research.cache import FeatureKey, load_features
+    from stylefusion.research.cache import FeatureKey
+    from stylefusion.research.data import load_features
 
     det = StyleFusionDetector.from_pretrained(model, device=device) if isinstance(model, (str, Path)) else model
     if not det.config.trained and not allow_untrained:
@@ -198,45 +121,59 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
     key = FeatureKey.from_model(det, str(model))
     splits = None if split == "all" else [split]
     data = load_features(cache_dir, splits=splits, expect=key)
-    logits = torch.cat([det.classify(data.content[i:i + 256], data.style[i:i + 256]).logits.float().cpu()
-                        for i in range(0, len(data), 256)])
-    p = torch.sigmoid(logits).numpy().astype(np.float64)
-    labels = data.labels.numpy().astype(int)
+    seg_p = torch.sigmoid(predict_logits(det.classify, data.content, data.style).cpu()).numpy().astype(np.float64)
+    p = data.video_scores(seg_p)  # per video: max over its segments
+    decisive = data.decisive(seg_p)  # per video: its most suspicious segment
+    labels = data.video_labels.numpy().astype(int)
     threshold = float(det.config.threshold)
     overall = binary_metrics(labels, p, threshold)
+    overall["n_segments"] = len(data)
     per_dataset, per_method = breakdowns(data.records, labels, p, threshold)
+    record = det.config.training  # None for an untrained head
     report = {
         "model": det.identity(), "trained": bool(det.config.trained),
-        "training": {k: det.config.training.get(k) for k in ("data_summary", "datasets", "best_epoch",
-                                                              "threshold_source")},
+        "training": {k: getattr(record, k) if record else None
+                     for k in ("data_summary", "datasets", "best_epoch", "threshold_source")},
         "cache": str(Path(cache_dir).resolve()), "split": split, "threshold": threshold,
+        "window_s": float(det.config.window_s), "videos": data.num_videos, "segments": len(data),
+        # Valid entries of the split left out: other backbones/preprocessing, or cut into other
+        # windows than this checkpoint's window_s (re-extract with this checkpoint to include them).
+        "skipped_videos": dict(data.skipped),
         "overall": overall, "per_dataset": per_dataset, "per_method": per_method,
     }
     if report_dir is not None:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
-        with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        predicted = (p >= threshold).astype(int)
+        n_segments = data.segments_per_video.tolist()
+        with atomic_writer(out / "predictions.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["video_id", "dataset", "method", "split", "label", "p_fake", "predicted"])
-            for r, y, pf in zip(data.records, labels, p):
-                w.writerow([r["video_id"], r["dataset"], r["method"], r["split"], int(y), f"{pf:.6f}",
-                            int(pf >= threshold)])
+            w.writerow(["video_id", "dataset", "method", "split", "label", "p_fake", "predicted", "segments",
+                        "window", "person"])
+            for v, (r, y, pf, pred) in enumerate(zip(data.records, labels, p, predicted)):
+                i = int(decisive[v])
+                w.writerow([r["video_id"], r["dataset"], r["method"], r["split"], int(y), f"{pf:.6f}", int(pred),
+                            n_segments[v], int(data.window[i]), int(data.person[i])])
+        with atomic_writer(out / "segments.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["video_id", "label", "window", "person", "p_fake", "predicted"])
+            for i in range(len(data)):
+                r = data.records[int(data.video_index[i])]
+                w.writerow([r["video_id"], r["label"], int(data.window[i]), int(data.person[i]),
+                            f"{seg_p[i]:.6f}", int(seg_p[i] >= threshold)])
         if figures:
             from stylefusion.research import figures as fig
 
             hist = Path(history) if history else _history_beside(det)
-            report["figures"] = fig.write_all(out, data, p, threshold, overall["confusion_matrix"],
-                                              hist if hist and hist.is_file() else None,
-                                              predicted=(p >= threshold).astype(int))
-            (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+            # One point per video: its most suspicious segment, with the video's score.
+            report["figures"] = fig.write_all(out, data.subset(decisive), p, threshold, overall["confusion_matrix"],
+                                              hist if hist and hist.is_file() else None, predicted=predicted)
+        atomic_write(out / "report.json", json.dumps(report, indent=2))
+        atomic_write(out / "report.md", markdown_report(report))
     return report
 
 
 def _history_beside(det: Any) -> Path | None:
-    from stylefusion.research.train import HISTORY_NAME
-
     folder = (getattr(det, "source", None) or {}).get("folder")
     return Path(folder) / HISTORY_NAME if folder else None
 
@@ -247,9 +184,16 @@ def markdown_report(report: dict[str, Any]) -> str:
              f"Model: `{report['model'].get('name')}` (weights sha256 "
              f"`{str(report['model'].get('weights_sha256', ''))[:12]}`), threshold {report['threshold']:.4f} "
              f"({report['training'].get('threshold_source') or 'from the checkpoint config'}).",
-             f"Cache: `{report['cache']}`; {m['n']} videos ({m['n_real']} real, {m['n_fake']} fake).", ""]
+             f"Cache: `{report['cache']}`; {m['n']} videos ({m['n_real']} real, {m['n_fake']} fake), "
+             f"{report.get('segments', m['n'])} segments (a video's most present person in each window of "
+             f"{report.get('window_s', 0):g} s); a video's p_fake is the max over its segments.", ""]
     if not report["trained"]:
         parts += ["**The checkpoint's head is untrained: these numbers are not a detector's.**", ""]
+    skipped = report.get("skipped_videos") or {}
+    if skipped.get("other_windows"):
+        parts += [f"**{skipped['other_windows']} videos of the split were left out**: the cache cut them into "
+                  f"other windows than this checkpoint's window_s ({report['window_s']:g} s) does; extract "
+                  "again with this checkpoint to include them.", ""]
     parts += ["## Overall evaluation (Table 3)", "", table3(m), "",
               "## Classification report (Table 4)", "", table4(m), "",
               "## Per dataset", "", breakdown_table(report["per_dataset"], "Dataset"), ""]
@@ -269,7 +213,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Score a trained checkpoint on cached features: video-level AUC, AP, EER, accuracy, "
         "precision, recall, F1, classification report and confusion matrix, overall, per dataset "
-        "and per manipulation method; writes report.json, report.md, predictions.csv and figures.")
+        "and per manipulation method, per video (p_fake = max over its segments); writes report.json, "
+        "report.md, predictions.csv (per video), segments.csv (per segment) and figures.")
     parser.add_argument("--model", required=True, help="trained checkpoint folder or hub repo id")
     parser.add_argument("--cache", required=True, help="feature cache made with the same backbones")
     parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"),

@@ -1,7 +1,11 @@
 """``stylefusion extract``: manifest → feature cache, resumable and sharded across processes.
 
-The expensive step of the pipeline (frames → faces → content/style features) runs here once per
-video; training and evaluation then read the cache. Design choices:
+The expensive step of the pipeline (windows → frames → people → content/style features) runs here
+once per video; training and evaluation then read the cache. A video's features are what
+inference judges: its most present person's segment in each analysed window
+(``StyleFusionDetector.extract_segments``), all stored in the video's one entry with the window
+and person of each segment and the video's duration (``train`` sets ``window_s`` from it).
+Design choices:
 
 - **Resumable.** Before any work, every manifest row is checked against the cache (a ``stat`` and
   a header read each): valid matching entries are skipped, entries whose only difference is a
@@ -12,11 +16,15 @@ video; training and evaluation then read the cache. Design choices:
   ``i % W == r`` of the manifest sorted by ``video_id``. The shards are disjoint and cover the
   manifest, each entry has one writer, and the cache folder is the only meeting point, so ranks
   never wait on each other and a crashed rank costs only its own shard.
-- **Failures are data.** A video that cannot be read becomes an invalid entry with its reason and
-  the run goes on; ``--retry-failed`` tries those again. A cache write that fails (disk full)
-  stops the run: continuing would only fail again.
-- **Decoding overlaps compute.** A thread decodes the next video's frames while the current one
-  goes through face detection and the networks.
+- **Failures are data.** A video that cannot be read, or in which nobody is visible long enough
+  to judge (no segment), becomes an invalid entry with its reason and the run goes on;
+  ``--retry-failed`` tries those again. A cache write that fails (disk full) stops the run:
+  continuing would only fail again.
+- **The same windows on every machine.** ``--max-windows`` (default :data:`MAX_WINDOWS`, the
+  detector's GPU default) is fixed for the run, not the detector's device-dependent default, so
+  CPU and GPU ranks of one cache cut long videos alike; it is recorded in each entry.
+- **Reading overlaps compute.** A thread fingerprints and scans (demux, no decode) the next video
+  while the current one goes through decoding, face tracking and the networks.
 """
 
 from __future__ import annotations
@@ -32,14 +40,21 @@ from typing import Any, Sequence
 
 from stylefusion.errors import StyleFusionError
 from stylefusion.research._cli import add_threads_argument, torch_threads
-from stylefusion.research.cache import FeatureCache, FeatureKey, video_fingerprint
-from stylefusion.research.datasets import SPLITS, ManifestRecord, read_manifest
+from stylefusion.research.cache import NO_SEGMENT_REASON, Action, FeatureCache, FeatureKey, video_fingerprint
+from stylefusion.research.manifest import SPLITS, ManifestRecord, read_manifest
 
 logger = logging.getLogger(__name__)
+
+#: Windows analysed at most per video (the detector's GPU default; research videos rarely reach it).
+MAX_WINDOWS = 32
 
 
 class ShardError(StyleFusionError):
     """RANK / WORLD_SIZE are set to values that do not describe a shard."""
+
+
+class ExtractError(StyleFusionError):
+    """An option of the run is unusable."""
 
 
 @dataclass
@@ -95,11 +110,40 @@ def model_reference(ref: str) -> str:
     return str(path.resolve()) if path.is_dir() else ref
 
 
+@dataclass
+class _Scan:
+    """What the reading thread learns about one video before it is extracted."""
+
+    fingerprint: dict[str, str] | None = None
+    duration: float | None = None
+    num_windows: int | None = None
+    error: str = ""  # why the video cannot be extracted ("" when it can be tried)
+
+
+def _scan(path: str, window_s: float, max_frame_side: int) -> _Scan:
+    """Fingerprint, duration and window count of a video (a demux scan, no decoding)."""
+    from stylefusion.video import VideoReader
+
+    try:
+        fingerprint = video_fingerprint(path)
+    except OSError as exc:
+        return _Scan(error=f"cannot read file ({exc.strerror or exc})")
+    try:
+        with VideoReader(path, max_frame_side=max_frame_side) as reader:
+            return _Scan(fingerprint, reader.duration, len(reader.windows(window_s)))
+    except StyleFusionError as exc:  # VideoReadError: the video's fault, the same reason extraction gives
+        return _Scan(fingerprint, error=getattr(exc, "reason", None) or str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. a window_s cutting too many windows
+        logger.warning("%s: cannot scan the video", path, exc_info=True)
+        return _Scan(fingerprint, error=f"{type(exc).__name__}: {exc}")
+
+
 def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, cache_dir: str | Path, *,
             device: str | None = None, splits: Sequence[str] | None = None, rank: int | None = None,
             world_size: int | None = None, retry_failed: bool = False, progress: bool = True,
-            revision: str | None = None) -> ExtractSummary:
-    """Extract this rank's share of a manifest into ``cache_dir``.
+            revision: str | None = None, max_windows: int = MAX_WINDOWS, precision: str = "auto") -> ExtractSummary:
+    """Extract this rank's share of a manifest into ``cache_dir``: per video, its most present
+    person's segment in each analysed window (at most ``max_windows``), in one entry.
 
     Args:
         manifest: a manifest file or its records.
@@ -108,12 +152,17 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
         rank, world_size: override ``RANK``/``WORLD_SIZE``.
         retry_failed: extract again videos recorded as failed.
         progress: show a tqdm bar (rank 0 only, so ranks do not scribble over each other).
+        max_windows: windows analysed at most per video, spread evenly (the same on every device).
+        precision: the extractors' ``auto`` / ``fp32`` / ``bf16`` when ``model`` is a reference
+            (:mod:`stylefusion.precision`); each entry's header records the one used.
 
     Raises:
         stylefusion.research.cache.CacheWriteError: an entry could not be written (the run stops; rerun to resume).
     """
     from stylefusion.detector import StyleFusionDetector
 
+    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
+        raise ExtractError(f"--max-windows {max_windows!r} must be a positive integer")
     records = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
     if splits:
         records = [r for r in records if r.split in splits]
@@ -125,21 +174,20 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
     if isinstance(model, (str, Path)):
         local_rank = int(os.environ["LOCAL_RANK"]) if "LOCAL_RANK" in os.environ else None
         ref = model_reference(str(model))
-        det = StyleFusionDetector.from_pretrained(ref, revision=revision, device=device or default_device(local_rank))
+        det = StyleFusionDetector.from_pretrained(ref, revision=revision, device=device or default_device(local_rank),
+                                                  precision=precision)
     else:
         det, ref = model, str(getattr(model, "source", {}).get("name") or "")
-    key = FeatureKey.from_model(det, ref)
+    key = FeatureKey.from_model(det, ref, max_windows=max_windows)
     cache = FeatureCache(cache_dir)
 
     todo: list[ManifestRecord] = []
     for rec in mine:  # plan first: cheap (stat + header), and gives the bar an honest total
-        action, path, meta = cache.status(rec, key)
-        if action == "reuse" and (meta or {}).get("valid") == "0" and retry_failed:
-            action = "compute"
-        if action == "reuse":
+        plan = cache.plan(rec, key, retry_failed=retry_failed)
+        if plan.action is Action.REUSE:
             summary.reused += 1
-        elif action == "relabel":
-            cache.relabel(rec, path)
+        elif plan.action is Action.RELABEL:
+            cache.relabel(rec, plan.path)
             summary.relabelled += 1
         else:
             todo.append(rec)
@@ -148,39 +196,40 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
 
     from tqdm.auto import tqdm
 
+    c = det.config
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="video", desc="extract",
                disable=not progress or rank != 0 or not mine, mininterval=0.5, smoothing=0.1)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        nxt: Future | None = pool.submit(det.read, todo[0].path) if todo else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as pool:
+        def scan(i: int) -> Future | None:
+            return pool.submit(_scan, todo[i].path, c.window_s, c.max_frame_side) if i < len(todo) else None
+
+        nxt = scan(0)
         for i, rec in enumerate(todo):
-            frames_future, nxt = nxt, (pool.submit(det.read, todo[i + 1].path) if i + 1 < len(todo) else None)
-            try:
-                fingerprint = video_fingerprint(rec.path)
-            except OSError as exc:
-                fingerprint = None
-                reason = f"cannot read file ({exc.strerror or exc})"
-            else:
-                reason = ""
-            feats = None
-            if fingerprint is not None:
+            scan_future, nxt = nxt, scan(i + 1)
+            info: _Scan = scan_future.result()
+            reason = info.error
+            segments: list = []
+            if not reason:
                 try:
-                    frames = frames_future.result()
-                    feats = det.features_from_track(det.faces(frames))
+                    segments = det.extract_segments(rec.path, max_windows=max_windows)
                 except StyleFusionError as exc:  # VideoReadError and friends: the video's fault
                     reason = getattr(exc, "reason", None) or str(exc)
                 except Exception as exc:  # noqa: BLE001 — one odd video must not end a 10-hour run
                     logger.warning("%s: extraction failed", rec.path, exc_info=True)
                     reason = f"{type(exc).__name__}: {exc}"
-            else:
-                frames_future.cancel()
-            if feats is not None:
-                cache.write(rec, key, feats, fingerprint)
-                summary.extracted += 1
+                else:
+                    if not segments:
+                        reason = (f"{NO_SEGMENT_REASON} (nobody is seen in {c.min_person_frames} or more "
+                                  "distinct sampled frames of any analysed stretch)")
+            if segments:
+                cache.write(rec, key, segments, info.fingerprint, duration=info.duration,
+                            num_windows=info.num_windows)
             else:
                 logger.warning("%s: recorded as failed (%s)", rec.video_id, reason)
-                cache.write_invalid(rec, key, reason, fingerprint)
-                summary.extracted += 1
+                cache.write_invalid(rec, key, reason, info.fingerprint, duration=info.duration,
+                                    num_windows=info.num_windows)
                 summary.failed += 1
+            summary.extracted += 1
             bar.update(1)
             bar.set_postfix(failed=summary.failed, refresh=False)
     bar.close()
@@ -206,6 +255,12 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", nargs="+", choices=SPLITS, help="only these splits (default: all)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="extract again the videos a previous run recorded as failed")
+    parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS,
+                        help=f"windows of window_s seconds analysed at most per video, spread evenly "
+                             f"(default {MAX_WINDOWS}, on every device)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="the extractors' number format (default auto: bf16 on CUDA and on CPUs with native "
+                             "bf16, fp32 elsewhere); recorded in each entry's header")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads_argument(parser)
 
@@ -213,7 +268,8 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         summary = extract(args.manifest, args.model, args.cache, device=args.device, splits=args.split,
-                          retry_failed=args.retry_failed, progress=not args.no_progress, revision=args.revision)
+                          retry_failed=args.retry_failed, progress=not args.no_progress, revision=args.revision,
+                          max_windows=args.max_windows, precision=args.precision)
     print(summary.line())
     return 0
 

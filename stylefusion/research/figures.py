@@ -24,40 +24,28 @@ from typing import Any
 
 import numpy as np
 
+from stylefusion._io import atomic_path, atomic_write
+from stylefusion.explain import batched_style_flow, pca2
+
 logger = logging.getLogger(__name__)
 
 REAL_COLOUR, FAKE_COLOUR = "#1f77b4", "#d62728"
 TRAIN_COLOUR, VAL_COLOUR = "blue", "red"  # the report's training-curve colours
 MAX_STYLE_POINTS = 20000  # frames shown in the style-pattern scatter
-
-
-def _pca2(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """2-D PCA projection and explained-variance ratios (centred SVD; deterministic signs)."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=0, keepdims=True)
-    if len(x) < 2:
-        return np.zeros((len(x), 2)), np.zeros(2)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    comps = vt[:2]
-    comps *= np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])[:, None]
-    proj = x @ comps.T
-    if proj.shape[1] < 2:
-        proj = np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
-    var = s**2
-    ratio = var[:2] / var.sum() if var.sum() > 0 else np.zeros(2)
-    return proj, np.pad(ratio, (0, 2 - len(ratio)))
-
-
-def style_flow(style: np.ndarray) -> np.ndarray:
-    """[N, T, ...] style latents → [N, T-1] L2 distances between consecutive frames."""
-    flat = np.asarray(style, dtype=np.float64).reshape(style.shape[0], style.shape[1], -1)
-    return np.linalg.norm(flat[:, 1:] - flat[:, :-1], axis=-1)
+PLOTLY_JS = "plotly.min.js"  # the bundle the HTML files load from their own folder
 
 
 def _save(fig_mpl: Any, fig_plotly: Any, out: Path, stem: str) -> dict[str, str]:
+    """Write ``<stem>.png`` and ``<stem>.html`` (and the shared ``plotly.min.js``), each atomically."""
     png, html = out / f"{stem}.png", out / f"{stem}.html"
-    fig_mpl.savefig(png, dpi=120, bbox_inches="tight")
-    fig_plotly.write_html(html, include_plotlyjs="directory", full_html=True)
+    with atomic_path(png) as tmp:
+        fig_mpl.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    bundle = out / PLOTLY_JS
+    if not bundle.is_file():
+        from plotly.offline import get_plotlyjs
+
+        atomic_write(bundle, get_plotlyjs())
+    atomic_write(html, fig_plotly.to_html(include_plotlyjs="directory", full_html=True))
     return {f"{stem}.png": str(png), f"{stem}.html": str(html)}
 
 
@@ -91,7 +79,7 @@ def temporal_style_patterns(style: np.ndarray, labels: np.ndarray, out: Path) ->
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
-    flow = style_flow(style)  # [N, T-1]
+    flow = batched_style_flow(style)[:, 1:]  # [N, T-1]: the first frame has no previous one
     x = np.arange(1, flow.shape[1] + 1)
     fig = Figure(figsize=(7, 3.8))
     ax = fig.add_subplot()
@@ -126,7 +114,7 @@ def style_patterns(style: np.ndarray, labels: np.ndarray, out: Path, seed: int =
     if len(frames) > MAX_STYLE_POINTS:
         keep = np.sort(np.random.default_rng(seed).choice(len(frames), MAX_STYLE_POINTS, replace=False))
         frames, frame_labels = frames[keep], frame_labels[keep]
-    proj, ratio = _pca2(frames)
+    proj, ratio = pca2(frames)
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot()
     pf = go.Figure()
@@ -150,7 +138,7 @@ def decision_boundaries(video_features: np.ndarray, labels: np.ndarray, p_fake: 
     from matplotlib.figure import Figure
     from plotly.subplots import make_subplots
 
-    proj, ratio = _pca2(video_features)
+    proj, ratio = pca2(video_features)
     fig = Figure(figsize=(11, 4.2))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     bins = np.linspace(0, 1, 26)

@@ -9,10 +9,24 @@ Recipe (the report, "Training" section; defaults here where it names no value):
 - early stopping with patience 12 on validation loss, keeping the best epoch's weights;
 - mixup of content, style and label on 70% of batches, ``lambda ~ Beta(alpha, alpha)`` (alpha 0.2
   by default), pairs drawn within the batch;
-- ``BCEWithLogitsLoss(pos_weight = n_real / n_fake)`` from the train counts, so an imbalanced set
+- ``BCEWithLogitsLoss(pos_weight = n_real / n_fake)`` from the train segments, so an imbalanced set
   (FaceForensics++ has 4 fakes per original) does not teach "always fake"; validation loss uses the
   same weighting so early stopping watches the objective being optimised;
 - TensorBoard scalars (loss, accuracy, AUC, lr) and a ``training_history.json`` for the figures.
+
+Samples are segments (a video's most present person in one window, what inference judges; see
+:mod:`stylefusion.research.extract`): the loss, mixup and ``pos_weight`` count segments. Videos
+are the unit everywhere else: the validation split (and a val carved from train) takes whole
+videos, so a video's segments never straddle train and val; validation accuracy and AUC, the
+calibrated threshold and the recorded val metrics score each video by the max over its segments
+(:func:`stylefusion.research.metrics.video_max`), the verdict rule of the detector.
+
+``window_s`` of the saved checkpoint is the median duration of its training videos (from the
+cache entries; the source checkpoint's when no duration is known), so inference cuts a long video
+into stretches as long as the videos the head learnt from. Training videos that this ``window_s``
+cuts into other windows than the cache holds are counted in the record's
+``recipe["window_s_source"]``: re-extract with the trained checkpoint (only those are recomputed)
+and fine-tune (``--init-from``) to train on exactly its windows.
 
 Speed: every cached feature is loaded into memory tensors once (5,000 full-size videos ≈ 400 MB)
 and batches are drawn by index, so an epoch is pure head compute (see ``benchmarks/bench_train.py``).
@@ -31,7 +45,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,15 +53,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylefusion.config import PRESETS, preset_config
+from stylefusion._io import atomic_write
+from stylefusion.config import PRESETS, TrainingRecord, preset_config
 from stylefusion.errors import StyleFusionError
 from stylefusion.research._cli import add_threads_argument, torch_threads
-from stylefusion.research.cache import CachedFeatures, FeatureKey, load_features, recorded_model
-from stylefusion.research.evaluate import binary_metrics, calibrate_threshold
+from stylefusion.research.cache import FeatureKey, recorded_model, windows_match
+from stylefusion.research.data import CachedFeatures, load_features
+from stylefusion.research.manifest import counts
+from stylefusion.research.metrics import (HISTORY_NAME, binary_metrics, calibrate_threshold, predict_logits,
+                                          video_max)
 
 logger = logging.getLogger(__name__)
 
-HISTORY_NAME = "training_history.json"
 #: Config fields of the fusion head (what ``--preset`` may change); the rest belong to the backbones
 #: and preprocessing, which must stay those that made the cache.
 HEAD_FIELDS = ("gru_hidden", "gru_layers", "gru_bidirectional", "style_diff", "attn_dim",
@@ -101,6 +118,15 @@ class TrainOptions:
 
 
 @dataclass
+class BestEpoch:
+    """The epoch with the lowest validation loss so far, and the head's weights after it."""
+
+    epoch: int
+    loss: float
+    state: dict[str, torch.Tensor]
+
+
+@dataclass
 class TrainResult:
     out: Path
     best_epoch: int
@@ -134,7 +160,7 @@ def _load_model(opts: TrainOptions, cache_model_ref: str):
         return src, key, ref
     # A fresh head on the source's backbones, optionally sized by a preset.
     head = {k: getattr(preset_config(opts.preset), k) for k in HEAD_FIELDS} if opts.preset else {}
-    config = src.config.replace(**head, trained=False, training={}, threshold=0.5)
+    config = src.config.replace(**head, trained=False, training=None, threshold=0.5)
     torch.manual_seed(opts.seed)  # the fresh head's initial weights follow --seed
     model = StyleFusionDetector(config)
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("fusion.")}
@@ -146,17 +172,62 @@ def _load_model(opts: TrainOptions, cache_model_ref: str):
     return model, key, ref
 
 
-def _stratified_carve(data: CachedFeatures, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split train indices into (train, val) per label, seeded: used only when the cache lacks val."""
+def _stratified_carve(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split videos (their labels [V]) into (train, val) indices per label, seeded: used only when
+    the cache lacks val. Whole videos, so a video's segments stay on one side."""
     gen = torch.Generator().manual_seed(seed)
     train, val = [], []
     for label in (0.0, 1.0):
-        idx = torch.nonzero(data.labels == label).flatten()
+        idx = torch.nonzero(labels == label).flatten()
         idx = idx[torch.randperm(len(idx), generator=gen)].tolist()
         k = max(1, round(len(idx) * fraction)) if len(idx) > 1 else 0
         val += idx[:k]
         train += idx[k:]
     return sorted(train), sorted(val)
+
+
+def _duration(record: dict[str, str]) -> float | None:
+    try:
+        value = float(record.get("duration") or "nan")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _window_limits() -> tuple[float, float]:
+    from stylefusion.config import StyleFusionConfig
+
+    meta = StyleFusionConfig.__dataclass_fields__["window_s"].metadata
+    return float(meta["lo"]), float(meta["hi"])
+
+
+def median_window(train: CachedFeatures, default: float) -> tuple[float, str]:
+    """``window_s`` for the trained checkpoint: the median duration of the training videos.
+
+    Within the config's limits [lo, hi]; ``default`` (the source checkpoint's) when no training
+    video's duration is known. Returns (window_s, a sentence saying where it came from and how
+    many training videos it cuts into other windows than the cache holds).
+    """
+    lo, hi = _window_limits()
+    known = [d for d in (_duration(r) for r in train.records) if d is not None]
+    if not known:
+        return float(default), ("the source checkpoint's: the cache records no duration of its "
+                                "training videos")
+    median = float(np.median(known))
+    window = float(min(max(median, lo), hi))
+    text = f"median duration of {len(known)} of {train.num_videos} training videos"
+    if window != median:
+        text = f"median duration {median:g} s of {len(known)} of {train.num_videos} training videos, within [{lo:g}, {hi:g}]"
+    recut = 0
+    for r in train.records:
+        d, was = _duration(r), float(r.get("window_s") or "nan")
+        num = int(r["num_windows"]) if r.get("num_windows") else None
+        if d is not None and not windows_match(d, was, None, num, window, None):
+            recut += 1
+    if recut:
+        text += (f"; {recut} of them are cut into other windows than the cache holds (re-extract with this "
+                 "checkpoint and fine-tune with --init-from to train on exactly its windows)")
+    return window, text
 
 
 def _mixup(content: torch.Tensor, style: torch.Tensor, y: torch.Tensor, alpha: float,
@@ -166,14 +237,6 @@ def _mixup(content: torch.Tensor, style: torch.Tensor, y: torch.Tensor, alpha: f
     j = torch.randperm(len(y), generator=gen).to(y.device)
     return (lam * content + (1 - lam) * content[j], lam * style + (1 - lam) * style[j],
             lam * y + (1 - lam) * y[j])
-
-
-@torch.no_grad()
-def predict_logits(head: nn.Module, content: torch.Tensor, style: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Head logits for many videos, in batches (eval mode is the caller's business)."""
-    out = [head(content[i:i + batch_size], style[i:i + batch_size]).logits
-           for i in range(0, len(content), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,7 +251,8 @@ def train(opts: TrainOptions) -> TrainResult:
     recorded = "" if (opts.init_from or opts.model) else recorded_model(opts.cache)
     model, key, ref = _load_model(opts, recorded)
     try:
-        data = load_features(opts.cache, splits=("train", "val"), expect=key)
+        # Any window cut: the checkpoint's window_s is set from the training videos below.
+        data = load_features(opts.cache, splits=("train", "val"), expect=key.any_windows())
     except StyleFusionError as exc:
         raise TrainError(f"{exc} [model: {ref}]") from None
     c = model.config
@@ -198,28 +262,74 @@ def train(opts: TrainOptions) -> TrainResult:
         raise TrainError(f"{opts.cache}: features are content {have[0]} / style {have[1]}, the model "
                          f"expects {want[0]} / {want[1]}")
 
-    train_idx = [i for i, r in enumerate(data.records) if r["split"] == "train"]
-    val_idx = [i for i, r in enumerate(data.records) if r["split"] == "val"]
+    # Splits by video: a video's segments are all on one side.
+    train_v = [i for i, r in enumerate(data.records) if r["split"] == "train"]
+    val_v = [i for i, r in enumerate(data.records) if r["split"] == "val"]
     val_source = "val split of the cache"
-    if not train_idx:
+    if not train_v:
         raise TrainError(f"{opts.cache}: no valid train entries")
-    if not val_idx:
-        tr, va = _stratified_carve(data.subset(train_idx), opts.val_fraction, opts.seed)
-        val_idx, train_idx = [train_idx[i] for i in va], [train_idx[i] for i in tr]
-        val_source = f"{opts.val_fraction:.0%} of train, stratified, seed {opts.seed} (the cache has no val split)"
+    if not val_v:
+        tr, va = _stratified_carve(data.videos(train_v).video_labels, opts.val_fraction, opts.seed)
+        val_v, train_v = [train_v[i] for i in va], [train_v[i] for i in tr]
+        val_source = (f"{opts.val_fraction:.0%} of train videos, stratified, seed {opts.seed} "
+                      "(the cache has no val split)")
         logger.warning("no val entries in %s: using %s", opts.cache, val_source)
-    tr, va = data.subset(train_idx), data.subset(val_idx)
+    tr, va = data.videos(train_v), data.videos(val_v)
+    window_s, window_source = median_window(tr, c.window_s)
+    logger.info("window_s of the trained checkpoint: %s", window_source)
 
     device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     head = model.fusion.to(device)
-    xc, xs, y = tr.content.to(device), tr.style.to(device), tr.labels.to(device)
-    vc, vs, vy = va.content.to(device), va.style.to(device), va.labels.to(device)
+    best, history = fit_head(head, tr, va, opts)
+
+    head.load_state_dict(best.state)
+    head.eval()
+    # Video level: a video's p_fake is the max over its segments (a fake anywhere makes it fake).
+    seg_prob = torch.sigmoid(predict_logits(head, va.content.to(device), va.style.to(device))).cpu()
+    v_prob, v_labels = va.video_scores(seg_prob), va.video_labels.numpy()
+    threshold, threshold_source = calibrate_threshold(v_labels, v_prob)
+    val_metrics = binary_metrics(v_labels, v_prob, threshold)
+    val_metrics["loss"] = best.loss
+    # Videos by label per subset: a val carved from train still says split "train" in its records.
+    split_counts = {"train": counts(tr.video_labels.tolist()), "val": counts(v_labels.tolist())}
+    record = training_record(opts, key=key, model_ref=ref, datasets=sorted({r["dataset"] for r in data.records}),
+                             split_counts=split_counts, val_source=val_source, best=best,
+                             epochs_run=len(history), val_metrics=val_metrics, threshold_source=threshold_source,
+                             window_s=window_s, window_source=window_source,
+                             segments={"train": counts(tr.labels.tolist()), "val": counts(va.labels.tolist())})
+    out = Path(opts.out)
+    # The history first: the checkpoint names it, so it must exist before the checkpoint does.
+    atomic_write(out / HISTORY_NAME, json.dumps({
+        "epochs": history, "best_epoch": best.epoch, "threshold": threshold,
+        "threshold_source": threshold_source, "val_metrics": record.val_metrics}, indent=2))
+    model.fusion = head.cpu()
+    model.config = c.replace(trained=True, threshold=float(threshold), training=record, window_s=window_s)
+    model.cpu().save_pretrained(out)
+    logger.info("saved %s: best epoch %d of %d, val auc %s, threshold %.3f", out, best.epoch, len(history),
+                val_metrics["auc"], threshold)
+    return TrainResult(out, best.epoch, len(history), float(threshold), val_metrics, history,
+                       time.perf_counter() - t_start)
+
+
+def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
+             opts: TrainOptions) -> tuple[BestEpoch, list[dict[str, float]]]:
+    """The training loop (the recipe of the module docstring) with early stopping on val loss.
+
+    Trains ``head`` on the device it is on, one sample per segment; the val loss is the segments'
+    mean, val accuracy and AUC are the videos' (max over segments, at 0.5). TensorBoard scalars go
+    to ``opts.logdir`` (default ``<opts.out>/runs``). Returns the best epoch (its weights, not
+    loaded into ``head``) and one history row per epoch run.
+    """
+    device = next(head.parameters()).device
+    xc, xs, y = train.content.to(device), train.style.to(device), train.labels.to(device)
+    vc, vs, vy = val.content.to(device), val.style.to(device), val.labels.to(device)
+    v_index, v_count, v_labels = val.video_index.numpy(), val.num_videos, val.video_labels.numpy()
     n_fake = int(y.sum().item())
     n_real = len(y) - n_fake
     if n_fake == 0 or n_real == 0:
-        raise TrainError(f"{opts.cache}: train split has {n_real} real and {n_fake} fake videos; both are needed")
-    pos_weight = torch.tensor(n_real / n_fake, device=device)
-    criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        raise TrainError(f"{opts.cache}: train split has {n_real} real and {n_fake} fake segments "
+                         f"({train.num_videos} videos); both classes are needed")
+    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_real / n_fake, device=device))
     optimizer = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=opts.t0, T_mult=opts.t_mult, eta_min=opts.lr / 100)
@@ -233,10 +343,10 @@ def train(opts: TrainOptions) -> TrainResult:
     rng = np.random.default_rng(opts.seed)
     n, bs = len(y), opts.batch_size
     n_batches = math.ceil(n / bs)
-    best = {"loss": math.inf, "epoch": 0, "state": copy.deepcopy(head.state_dict())}
+    best = BestEpoch(0, math.inf, copy.deepcopy(head.state_dict()))
     history: list[dict[str, float]] = []
-    logger.info("training on %d videos (%d real, %d fake), validating on %d; %d batches per epoch",
-                n, n_real, n_fake, len(vy), n_batches)
+    logger.info("training on %d segments (%d real, %d fake) of %d videos, validating on %d segments of %d "
+                "videos; %d batches per epoch", n, n_real, n_fake, train.num_videos, len(vy), v_count, n_batches)
     try:
         for epoch in range(opts.epochs):
             t_epoch = time.perf_counter()
@@ -260,8 +370,7 @@ def train(opts: TrainOptions) -> TrainResult:
             head.eval()
             v_logits = predict_logits(head, vc, vs)
             v_loss = criterion(v_logits, vy).item()
-            v_prob = torch.sigmoid(v_logits).cpu().numpy()
-            vm = binary_metrics(vy.cpu().numpy(), v_prob, 0.5)
+            vm = binary_metrics(v_labels, video_max(torch.sigmoid(v_logits).cpu(), v_index, v_count), 0.5)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "val_loss": v_loss, "val_acc": vm["accuracy"], "val_auc": vm["auc"],
                    "seconds": time.perf_counter() - t_epoch}
@@ -270,63 +379,56 @@ def train(opts: TrainOptions) -> TrainResult:
                 if name not in ("epoch", "seconds") and value is not None:
                     group, _, metric = name.partition("_")
                     writer.add_scalar(f"{metric}/{group}" if metric else name, value, epoch + 1)
-            improved = v_loss < best["loss"] - 1e-6
+            improved = v_loss < best.loss - 1e-6
             if improved:
-                best = {"loss": v_loss, "epoch": epoch + 1, "state": copy.deepcopy(head.state_dict())}
+                best = BestEpoch(epoch + 1, v_loss, copy.deepcopy(head.state_dict()))
             logger.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %s | lr %.2e%s",
                         epoch + 1, row["train_loss"], row["train_acc"], v_loss, vm["accuracy"],
                         "n/a" if vm["auc"] is None else f"{vm['auc']:.3f}", lr, " *" if improved else "")
-            if epoch + 1 - best["epoch"] >= opts.patience:
+            if epoch + 1 - best.epoch >= opts.patience:
                 logger.info("early stop: val loss has not improved for %d epochs (best epoch %d)",
-                            opts.patience, best["epoch"])
+                            opts.patience, best.epoch)
                 break
     finally:
         writer.close()
-
-    head.load_state_dict(best["state"])
-    head.eval()
-    v_prob = torch.sigmoid(predict_logits(head, vc, vs)).cpu().numpy()
-    threshold, threshold_source = calibrate_threshold(va.labels.numpy(), v_prob)
-    val_metrics = binary_metrics(va.labels.numpy(), v_prob, threshold)
-    val_metrics["loss"] = best["loss"]
-    datasets = sorted({r["dataset"] for r in data.records})
-    counts = {"train": _counts(tr), "val": _counts(va)}
-    training = {
-        "data": str(Path(opts.cache).resolve()),
-        "datasets": datasets,
-        "data_summary": f"{'+'.join(datasets)} ({counts['train']['real']}+{counts['train']['fake']} train videos)",
-        "counts": counts,
-        "val_source": val_source,
-        "features": {"backbone_sha256": key.backbone_sha256, "preprocessing_sha256": key.preprocessing_sha256,
-                     "model": ref},
-        "init_from": opts.init_from,
-        "recipe": {**{k: v for k, v in asdict(opts).items() if k not in ("cache", "out", "logdir", "device")},
-                   "optimizer": "AdamW",
-                   "scheduler": f"CosineAnnealingWarmRestarts(T_0={opts.t0}, T_mult={opts.t_mult}, "
-                                f"eta_min=lr/100), stepped per batch",
-                   "loss": f"BCEWithLogits(pos_weight={n_real}/{n_fake})"},
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
-        "val_metrics": {k: v for k, v in val_metrics.items() if k != "classification_report"},
-        "threshold_source": threshold_source,
-        "history_file": HISTORY_NAME,
-    }
-    model.fusion = head.cpu()
-    model.config = c.replace(trained=True, threshold=float(threshold), training=training)
-    model.cpu().save_pretrained(out)
-    result = TrainResult(out, best["epoch"], len(history), float(threshold), val_metrics, history,
-                         time.perf_counter() - t_start)
-    (out / HISTORY_NAME).write_text(json.dumps({
-        "epochs": history, "best_epoch": best["epoch"], "threshold": threshold,
-        "threshold_source": threshold_source, "val_metrics": training["val_metrics"]}, indent=2), encoding="utf-8")
-    logger.info("saved %s: best epoch %d of %d, val auc %s, threshold %.3f", out, best["epoch"], len(history),
-                val_metrics["auc"], threshold)
-    return result
+    return best, history
 
 
-def _counts(data: CachedFeatures) -> dict[str, int]:
-    fake = int(data.labels.sum().item())
-    return {"real": len(data) - fake, "fake": fake}
+def training_record(opts: TrainOptions, *, key: FeatureKey, model_ref: str, datasets: list[str],
+                    split_counts: dict[str, dict[str, int]], val_source: str, best: BestEpoch, epochs_run: int,
+                    val_metrics: dict[str, Any], threshold_source: str, window_s: float | None = None,
+                    window_source: str = "", segments: dict[str, dict[str, int]] | None = None) -> TrainingRecord:
+    """What the checkpoint's config says about this run (``config.training``).
+
+    ``split_counts`` are videos per subset and label; ``segments`` the samples (segments) likewise,
+    kept in ``features``. ``window_s`` and where it came from go in the recipe (the record has no
+    field of its own for them).
+    """
+    n_real, n_fake = split_counts["train"]["real"], split_counts["train"]["fake"]
+    seg = (segments or {}).get("train") or split_counts["train"]
+    return TrainingRecord(
+        datasets=datasets,
+        data_summary=f"{'+'.join(datasets)} ({n_real}+{n_fake} train videos)",
+        data=str(Path(opts.cache).resolve()),
+        counts=split_counts,
+        val_source=val_source,
+        val_metrics={k: v for k, v in val_metrics.items() if k != "classification_report"},
+        threshold_source=threshold_source,
+        features={"backbone_sha256": key.backbone_sha256, "preprocessing_sha256": key.preprocessing_sha256,
+                  "model": model_ref,
+                  # samples: a video's most present person in each analysed window; val per video
+                  **({"segments": {k: dict(v) for k, v in segments.items()}} if segments else {})},
+        init_from=opts.init_from,
+        recipe={**{k: v for k, v in asdict(opts).items() if k not in ("cache", "out", "logdir", "device")},
+                "optimizer": "AdamW",
+                "scheduler": f"CosineAnnealingWarmRestarts(T_0={opts.t0}, T_mult={opts.t_mult}, "
+                             f"eta_min=lr/100), stepped per batch",
+                "loss": f"BCEWithLogits(pos_weight={seg['real']}/{seg['fake']}), per segment",
+                **({"window_s": float(window_s), "window_s_source": window_source} if window_s is not None else {})},
+        epochs_run=epochs_run,
+        best_epoch=best.epoch,
+        history_file=HISTORY_NAME,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,11 +469,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    opts = TrainOptions(cache=args.cache, out=args.out, init_from=args.init_from, model=args.model,
-                        preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        weight_decay=args.weight_decay, mixup_alpha=args.mixup_alpha,
-                        mixup_prob=args.mixup_prob, patience=args.patience, t0=args.t0, t_mult=args.t_mult,
-                        seed=args.seed, val_fraction=args.val_fraction, logdir=args.logdir, device=args.device)
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
     with torch_threads(args.threads):
         result = train(opts)
     m = result.val_metrics
@@ -381,14 +479,13 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """``stylefusion train`` in-process (tests, notebooks): parse ``argv``, run, return the exit status."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m stylefusion.research.train`` (the same as ``stylefusion train``), also in-process:
+    parse ``argv``, run, return the exit status."""
     from stylefusion.research._cli import run_standalone
 
     return run_standalone("train", add_train_arguments, run_train, argv)
 
 
-main = train_main
-
 if __name__ == "__main__":
-    raise SystemExit(train_main())
+    raise SystemExit(main())
