@@ -12,38 +12,23 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from stylefusion import __version__
+from stylefusion._io import atomic_write
 from stylefusion.errors import StyleFusionError
+from stylefusion.video import VIDEO_EXTENSIONS
 
 logger = logging.getLogger("stylefusion")
 
-#: The hub repo the app and the CLI use when no model is named (a placeholder until trained weights
-#: are published; see README).
-DEFAULT_MODEL = "stylefusion/stylefusion-ffpp"
-
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-                    ".gif", ".3gp", ".ts"}
-
-
 def default_model() -> str:
-    return os.environ.get("STYLEFUSION_MODEL") or DEFAULT_MODEL
+    """The checkpoint used when ``--model`` is not given: ``$STYLEFUSION_MODEL``, else the ``model``
+    of the packaged Space manifest (the same rule as the app's; see :mod:`stylefusion.model_ref`)."""
+    from stylefusion.model_ref import resolve_model_ref
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a whole file or nothing: a crash mid-write never leaves half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return resolve_model_ref()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,12 +36,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 def _add_faces(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="the video file")
-    p.add_argument("--out", required=True, help="folder for the crops (PNG) and faces.json")
+    p.add_argument("--out", required=True, help="folder for the crops (person_N/*.png) and faces.json")
     p.add_argument("--model", default=None,
                    help="checkpoint folder or hub repo id whose preprocessing to use "
                         "(default: the report's settings: 32 frames, 20%% margin, 256x256)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames to sample (default 32)")
+    p.add_argument("--frames", type=int, default=None, help="number of frames to sample per stretch (default 32)")
     p.add_argument("--device", default="cpu", help="torch device for MTCNN (cpu, cuda, cuda:1, ...)")
+    _add_window_options(p)
 
 
 def _run_faces(args: argparse.Namespace) -> int:
@@ -64,40 +50,55 @@ def _run_faces(args: argparse.Namespace) -> int:
 
     from stylefusion.config import StyleFusionConfig
     from stylefusion.faces import FaceCropper
-    from stylefusion.video import read_frames
+    from stylefusion.people import DEFAULT_MAX_PEOPLE, analyse_people
 
+    _positive(args)
     if args.model:
-        from stylefusion.detector import CONFIG_NAME, resolve_checkpoint
+        from stylefusion.checkpoint import read_config, resolve_checkpoint
 
-        config = StyleFusionConfig.from_json_file(resolve_checkpoint(args.model) / CONFIG_NAME)
+        config = read_config(resolve_checkpoint(args.model), args.model)[0]
     else:
         config = StyleFusionConfig()
     if args.frames is not None:
-        config = config.replace(num_frames=args.frames, clip_len=1)
-    frames = read_frames(args.video, config.num_frames)
-    track = FaceCropper(config, device=args.device)(frames)
+        config = config.replace(num_frames=args.frames, clip_len=1,
+                                min_person_frames=min(config.min_person_frames, args.frames))
+    max_windows = args.max_windows or (32 if str(args.device).startswith("cuda") else 8)
+    analysis = analyse_people(args.video, config, FaceCropper(config, device=args.device), max_windows,
+                              args.max_people or DEFAULT_MAX_PEOPLE)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i in range(len(track.crops)):
-        name = f"frame_{i:03d}_src{int(track.source_indices[i]):06d}.png"
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(track.crops[i], cv2.COLOR_RGB2BGR))
-        if not ok:  # pragma: no cover - OpenCV failure
-            raise StyleFusionError(f"{out / name}: cannot encode PNG")
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, out / name)
-        entries.append({
-            "file": name, "source_index": int(track.source_indices[i]),
-            "timestamp": round(float(track.timestamps[i]), 6),
-            "box": [round(float(v), 3) for v in track.boxes[i]],
-            "probability": round(float(track.probs[i]), 6), "fallback": bool(track.fallback[i]),
-        })
-    report = {"video": frames.info.to_dict(), "face_found": int((~track.fallback).sum()),
-              "num_frames": len(entries), "face_found_ratio": track.face_found_ratio, "frames": entries}
-    atomic_write_text(out / "faces.json", json.dumps(report, indent=2) + "\n")
-    print(f"{args.video}: wrote {len(entries)} crops to {out}; face found in "
-          f"{report['face_found']} of {len(entries)} frames")
+    crops_of = {id(seg): track for seg, track in zip(analysis.judged, analysis.crops)}
+    people: dict[int, list[dict[str, Any]]] = {}
+    written = 0
+    for seg in analysis.segments:
+        entry = {k: v for k, v in seg.to_dict().items() if k not in ("frames", "label", "p_fake", "person")}
+        entry["frames"] = []
+        track = crops_of.get(id(seg))
+        if track is not None:
+            folder = out / f"person_{seg.person}"
+            for i in range(len(track.crops)):
+                name = f"w{seg.window:03d}_frame_{i:03d}_src{int(track.source_indices[i]):06d}.png"
+                ok, buf = cv2.imencode(".png", cv2.cvtColor(track.crops[i], cv2.COLOR_RGB2BGR))
+                if not ok:  # pragma: no cover - OpenCV failure
+                    raise StyleFusionError(f"{folder / name}: cannot encode PNG")
+                atomic_write(folder / name, buf.tobytes(), fsync=False)
+                written += 1
+                entry["frames"].append({
+                    "file": f"{folder.name}/{name}", "source_index": int(track.source_indices[i]),
+                    "timestamp": round(float(track.timestamps[i]), 6),
+                    "box": [round(float(v), 3) for v in track.boxes[i]],
+                    "detection_prob": round(float(track.probs[i]), 6), "fallback": bool(track.fallback[i]),
+                })
+        people.setdefault(seg.person, []).append(entry)
+    report = {
+        "video": analysis.info, "face_found_ratio": analysis.face_found_ratio,
+        "windows": [{"window": w.index, "start_s": w.start_s, "end_s": w.end_s, "analysed": w.analysed}
+                    for w in analysis.windows],
+        "people": [{"id": pid, "segments": segs} for pid, segs in sorted(people.items())],
+    }
+    atomic_write(out / "faces.json", json.dumps(report, indent=2) + "\n")
+    judged = len(analysis.judged)
+    print(f"{args.video}: wrote {written} crops of {judged} judged segments ({len(people)} people) to {out}")
     return 0
 
 
@@ -107,11 +108,17 @@ def _run_faces(args: argparse.Namespace) -> int:
 def _add_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", help="video files or folders (folders are searched recursively)")
     p.add_argument("--model", default=None,
-                   help=f"checkpoint folder or hub repo id (default: $STYLEFUSION_MODEL or {DEFAULT_MODEL})")
+                   help="checkpoint folder or hub repo id (default: $STYLEFUSION_MODEL, else the model "
+                        "named in the packaged Space.yaml)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", dest="json_out", default=None, help="write all results to this JSON file")
-    out.add_argument("--csv", dest="csv_out", default=None, help="write one row per video to this CSV file")
+    out.add_argument("--csv", dest="csv_out", default=None,
+                     help="write one row per segment (person x stretch) to this CSV file")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="number format of the feature extractors: fp32 (exact), bf16, or auto (default: bf16 "
+                        "on CUDA and on CPUs with native bf16, AVX512-BF16 or AMX; fp32 elsewhere)")
+    _add_window_options(p)
     p.add_argument("--quiet", action="store_true", help="no per-video lines, only the summary")
 
 
@@ -127,19 +134,65 @@ def collect_videos(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-CSV_FIELDS = ["path", "label", "p_fake", "threshold", "face_found_ratio", "num_frames", "error"]
+#: One row per segment (person x window), with the video's label on each row; a video with no
+#: segment (no face, or an error) gets one row with the segment columns empty.
+CSV_FIELDS = ["path", "label", "p_fake", "threshold", "face_found_ratio", "person", "window", "start_s",
+              "end_s", "judged", "segment_label", "segment_p_fake", "distinct_frames", "error"]
+
+
+def _add_window_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-windows", type=int, default=None,
+                   help="stretches analysed at most, spread evenly over a longer video (default: 8 on a "
+                        "CPU, 32 on a GPU); each stretch is at most the checkpoint's window_s seconds")
+    p.add_argument("--max-people", type=int, default=None,
+                   help="people judged at most per stretch, the most present ones (default 4); the others "
+                        "are listed")
+
+
+def _positive(args: argparse.Namespace) -> None:
+    for name in ("max_windows", "max_people"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise StyleFusionError(f"--{name.replace('_', '-')} {value} must be >= 1")
+
+
+def verdict_line(res: dict[str, Any]) -> str:
+    """One line per video: the video's answer, who and when, and how many people were judged."""
+    p = "n/a" if res["p_fake"] is None else f"{res['p_fake']:.4f}"
+    people = res.get("people", [])
+    judged = sum(1 for person in people if any(s["judged"] for s in person["segments"]))
+    windows = [t for t in res.get("timeline", []) if t["analysed"]]
+    return (f"{res['path']}: {res['label']} (p_fake={p}, threshold={res['threshold']:.3f}; "
+            f"{judged} of {len(people)} people judged in {len(windows)} of {len(res.get('timeline', []))} "
+            f"stretches) {res['message']}")
+
+
+def csv_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The CSV rows of one video's result (or error record)."""
+    base = {"path": res["path"], "label": res["label"], "p_fake": res.get("p_fake"),
+            "threshold": res.get("threshold"), "face_found_ratio": res.get("face_found_ratio"),
+            "error": res.get("error", "")}
+    rows = []
+    for person in res.get("people", []):
+        for s in person["segments"]:
+            rows.append({**base, "person": person["id"], "window": s["window"], "start_s": s["start_s"],
+                         "end_s": s["end_s"], "judged": s["judged"], "segment_label": s["label"],
+                         "segment_p_fake": s["p_fake"], "distinct_frames": s["distinct_frames"]})
+    return sorted(rows, key=lambda r: (r["window"], r["person"])) or [base]
 
 
 def _run_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stylefusion.detector import StyleFusionDetector
+    from stylefusion.results import SCHEMA_VERSION
 
+    _positive(args)
     videos = collect_videos(args.paths)
     if not videos:
         raise StyleFusionError("no video files found in " + ", ".join(args.paths))
     model = args.model or default_model()
-    det = StyleFusionDetector.from_pretrained(model, device=args.device)
+    det = StyleFusionDetector.from_pretrained(model, device=args.device, precision=args.precision)
     if not det.config.trained:
         print(f"note: {model} has an untrained fusion head; results are labelled 'untrained', not verdicts",
               file=sys.stderr)
@@ -148,7 +201,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     bar = tqdm(videos, unit="video", desc="detect", disable=None, file=sys.stderr)
     for video in bar:
         try:
-            res = det.detect(video).to_dict()
+            res = det.detect(video, max_windows=args.max_windows, max_people=args.max_people).to_dict()
         except StyleFusionError as exc:
             failed += 1
             res = {"path": str(video), "label": "error", "error": str(exc)}
@@ -161,22 +214,19 @@ def _run_detect(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {reason} (please report this; -vv shows details)", file=sys.stderr)
         else:
             if not args.quiet:
-                p = "n/a" if res["p_fake"] is None else f"{res['p_fake']:.4f}"
-                tqdm.write(f"{video}: {res['label']} (p_fake={p}, threshold={res['threshold']:.3f}, "
-                           f"faces {res['face_found_ratio']:.0%})")
+                tqdm.write(verdict_line(res))
         results.append(res)
     if args.json_out:
-        doc = {"model": det.identity(), "stylefusion_version": __version__, "results": results}
-        atomic_write_text(args.json_out, json.dumps(doc, indent=2) + "\n")
+        doc = {"schema_version": SCHEMA_VERSION, "model": det.identity(), "stylefusion_version": __version__,
+               "results": results}
+        atomic_write(args.json_out, json.dumps(doc, indent=2) + "\n")
     if args.csv_out:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, restval="")
         writer.writeheader()
         for r in results:
-            writer.writerow({"path": r["path"], "label": r["label"], "p_fake": r.get("p_fake"),
-                             "threshold": r.get("threshold"), "face_found_ratio": r.get("face_found_ratio"),
-                             "num_frames": len(r.get("frames", [])), "error": r.get("error", "")})
-        atomic_write_text(args.csv_out, buf.getvalue())
+            writer.writerows(csv_rows(r))
+        atomic_write(args.csv_out, buf.getvalue())
     print(f"{len(videos) - failed} of {len(videos)} videos analysed, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
@@ -201,6 +251,109 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# card, push, space (publishing; stylefusion.hub reads checkpoints as files, without torch)
+# ----------------------------------------------------------------------------------------------
+def _add_card(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--out", default=None,
+                   help="folder to write README.md into (the checkpoint folder itself refreshes its card); "
+                        "default: print the card to stdout")
+    p.add_argument("--repo-id", default=None, help="the hub repo the card will live in (named in its usage examples)")
+
+
+def _run_card(args: argparse.Namespace) -> int:
+    from stylefusion import hub
+
+    if args.out:
+        path = hub.write_model_card(args.model, args.out, repo_id=args.repo_id)
+        print(f"wrote {path}")
+    else:
+        from stylefusion.card import render_model_card
+
+        sys.stdout.write(render_model_card(hub.load_checkpoint_config(args.model), repo_id=args.repo_id))
+    return 0
+
+
+def _add_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--repo-id", required=True, help="model repo on the Hugging Face Hub, ORG/NAME (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be uploaded; send nothing, need no token")
+    p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from stylefusion.hub import push_checkpoint
+
+    names = push_checkpoint(args.model, args.repo_id, private=args.private, dry_run=args.dry_run,
+                            revision=args.revision)
+    verb = "would upload" if args.dry_run else "uploaded"
+    print(f"{verb} {len(names)} files to https://huggingface.co/{args.repo_id}:")
+    for name in names:
+        print(f"  {name}")
+    return 0
+
+
+def _add_space(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder to write the Space into (README.md, app.py, requirements.txt)")
+    p.add_argument("--model", default=None,
+                   help="hub repo id or local checkpoint folder (copied into OUT/model/) the Space serves "
+                        "(default: the model named in Space.yaml)")
+    p.add_argument("--manifest", default=None,
+                   help="Space manifest to use (default: the Space.yaml shipped with the package)")
+
+
+def _run_space(args: argparse.Namespace) -> int:
+    from stylefusion.hub import write_space
+
+    paths = write_space(args.out, model=args.model, manifest=args.manifest)
+    out = Path(args.out)
+    print(f"wrote a Gradio Space to {out}: " + ", ".join(str(p.relative_to(out)) for p in paths))
+    print(f"push it with: hf upload ORG/NAME {out} --repo-type space")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# serve (the web app; needs the `app` extra)
+# ----------------------------------------------------------------------------------------------
+#: What the web app needs beyond the library, as (module, package) pairs.
+APP_MODULES = (("gradio", "gradio"), ("plotly", "plotly"), ("yaml", "pyyaml"))
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="checkpoint folder or hub repo id (default: $STYLEFUSION_MODEL, else the model named "
+                        "in the packaged Space.yaml)")
+    p.add_argument("--host", default=None,
+                   help="interface to bind (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs the network)")
+    p.add_argument("--no-demo", action="store_true",
+                   help="when the model cannot be loaded, show why and serve nothing, instead of a random-weight "
+                        "demo checkpoint (also: STYLEFUSION_NO_DEMO=1)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="number format of the feature extractors: fp32 (exact), bf16, or auto (default: bf16 "
+                        "on CUDA and on CPUs with native bf16; fp32 elsewhere)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [pkg for module, pkg in APP_MODULES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise StyleFusionError(f"the web app needs {', '.join(missing)}, which are not installed: "
+                               'pip install "stylefusion[app]"')
+    # The app logs each analysis at INFO, with times (the load test reads them).
+    logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from stylefusion.app import serve
+
+    serve(args.model, host=args.host, port=args.port, share=args.share,
+          demo_fallback=False if args.no_demo else None, precision=args.precision)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # registry: (name, help, add-arguments, run) — research commands live outside the library
 # ----------------------------------------------------------------------------------------------
 def _lazy(module: str, add: str, run: str) -> tuple[Callable, Callable]:
@@ -218,7 +371,8 @@ def _lazy(module: str, add: str, run: str) -> tuple[Callable, Callable]:
 
 
 COMMANDS: list[tuple[str, str, Callable, Callable]] = [
-    ("faces", "sample frames and write the main face crops (PNG) with a JSON sidecar", _add_faces, _run_faces),
+    ("faces", "find every person in every stretch and write their face crops (PNG, person_N/) with a "
+     "JSON sidecar", _add_faces, _run_faces),
     ("detect", "detect deepfakes in videos or folders; JSON/CSV reports", _add_detect, _run_detect),
     ("init", "write a checkpoint with random weights (marked untrained)", _add_init, _run_init),
     ("convert", "convert upstream pSp and slow_r50 weights into a StyleFusion checkpoint",
@@ -231,6 +385,12 @@ COMMANDS: list[tuple[str, str, Callable, Callable]] = [
      *_lazy("stylefusion.research.train", "add_train_arguments", "run_train")),
     ("evaluate", "video-level metrics, tables and figures on cached features",
      *_lazy("stylefusion.research.evaluate", "add_evaluate_arguments", "run_evaluate")),
+    ("card", "render a checkpoint's model card (README.md) from its config.json", _add_card, _run_card),
+    ("push", "upload a checkpoint (model.safetensors, config.json, its card) to the Hugging Face Hub",
+     _add_push, _run_push),
+    ("space", "write a folder ready to push as a Gradio Space (README header from Space.yaml, app.py, "
+              "requirements.txt)", _add_space, _run_space),
+    ("serve", "serve the web app (upload a video, see the verdict, crops and plots)", _add_serve, _run_serve),
 ]
 
 

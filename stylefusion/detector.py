@@ -3,57 +3,59 @@
 A checkpoint is a folder (or a Hugging Face hub repo) with ``config.json`` — a
 :class:`~stylefusion.config.StyleFusionConfig` with the architecture AND the preprocessing — and one
 ``model.safetensors`` whose keys start with ``content.`` (slow_r50 trunk), ``style.`` (pSp encoder
-subset) or ``fusion.`` (the head). Loading is strict: a missing or unexpected key is an error that
-lists them (huggingface_hub's mixin loads non-strictly by default, which would let an incomplete
-checkpoint run with random weights).
+subset) or ``fusion.`` (the head); :mod:`stylefusion.checkpoint` reads and writes them. Loading is
+strict: a missing or unexpected key is an error that lists them (huggingface_hub's mixin loads
+non-strictly by default, which would let an incomplete checkpoint run with random weights).
 
-``detect`` runs the report's pipeline — frames → faces → features → head — with every crop of a
-video going through each network in one or a few batched passes, and answers honestly: a checkpoint
-whose head was never trained yields the label ``untrained`` and no probability.
+``detect`` runs the report's pipeline as stages that can be called alone — ``read`` (frames) →
+``faces`` (crops) → ``features_from_track`` (both extractors) → ``classify`` (the head) — with
+every crop of a video going through each network in one or a few batched passes, and answers
+honestly: a checkpoint whose head was never trained yields the label ``untrained`` and no
+probability (:func:`stylefusion.results.decide`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from stylefusion import __version__
+from stylefusion.card import render_model_card
+from stylefusion.checkpoint import checkpoint_files, read_weights, resolve_checkpoint, save_checkpoint, weight_digests
 from stylefusion.config import StyleFusionConfig, preset_config
-from stylefusion.errors import CheckpointError, ConfigError, StyleFusionError
 from stylefusion.faces import FaceCropper, FaceTrack
 from stylefusion.models.content import SlowR50Trunk
 from stylefusion.models.fusion import FusionHead, FusionOutput
 from stylefusion.models.style import StyleEncoder
-from stylefusion.results import DetectionResult, FrameResult, VideoFeatures
+from stylefusion.results import (
+    DetectionResult, Label, SegmentResult, TimelineEntry, VideoFeatures, aggregate, judge_segment,
+)
+from stylefusion.transforms import content_clips, style_inputs
+from stylefusion.people import DEFAULT_MAX_PEOPLE, Analysis, NoJudgedPersonError, analyse_people, timed
+from stylefusion.precision import PRECISIONS, resolve_precision
 from stylefusion.video import Frames, read_frames
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-#: Files that would be unpickled to load; we refuse them rather than execute code from a download.
-UNSAFE_WEIGHTS = ("pytorch_model.bin", "model.bin", "model.pt", "model.pth", "model.ckpt")
-#: A safetensors file larger than this is not a StyleFusion checkpoint (the full model is ~0.3 GB).
-MAX_WEIGHTS_BYTES = 4 * 1024**3
-#: Faces per style-encoder pass on the CPU (measured best of 1-32 on 2 cores, full encoder).
+#: Faces per style-encoder pass on the CPU (small batches keep the activations in cache on 2 cores).
 CPU_STYLE_BATCH = 4
+#: Faces per style-encoder pass on a GPU (bounds activation memory).
+GPU_STYLE_BATCH = 16
+#: Content clips per pass of the 3D ResNet (activation memory of a clip is ~0.1 GB on the CPU).
+CPU_CONTENT_BATCH, GPU_CONTENT_BATCH = 2, 32
+#: Windows analysed at most per video by default (spread evenly over a longer video).
+CPU_MAX_WINDOWS, GPU_MAX_WINDOWS = 8, 32
 
 ProgressFn = Callable[[str, float], None]
 
 
-def _config_digest(config_json: str) -> str:
-    return hashlib.sha256(config_json.encode("utf-8")).hexdigest()
 
 
 class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefusion",
@@ -61,30 +63,47 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                           repo_url="https://github.com/stylefusion/stylefusion"):
     """The detector: ``content`` (slow_r50 trunk), ``style`` (pSp encoder subset), ``fusion`` (head).
 
+    Args:
+        config: architecture, preprocessing and decision rule (what the weights were made with).
+        style_batch_size: faces per style-encoder pass (default: 4 on a CPU, 16 on a GPU). A
+            runtime setting, not part of the checkpoint.
+        precision: ``"auto"`` (default), ``"fp32"`` or ``"bf16"``: the number format of both
+            feature extractors (:mod:`stylefusion.precision`). ``fp32`` is exact; ``bf16`` runs them
+            under bf16 autocast (CPU or CUDA); ``auto`` is bf16 on CUDA and on CPUs with native bf16
+            (AVX512-BF16, AMX), fp32 elsewhere. Resolved for the model's current device:
+            :attr:`precision` says which is in use, and each result's ``checkpoint`` records it.
+        autocast: deprecated alias: ``True`` means ``precision="bf16"`` (``False``: no change).
+        winograd: use the Winograd F(4x4,3x3) CPU path of the style encoder's 3x3 convolutions
+            (``stylefusion.models.winograd``) when fp32 is in use; False gives oneDNN's direct
+            convolutions. The bf16 path never uses it (nor builds its filter cache).
+
     Example:
         >>> det = StyleFusionDetector.from_pretrained("path/or/org-name")  # doctest: +SKIP
         >>> result = det.detect("video.mp4")  # doctest: +SKIP
         >>> result.label, result.p_fake  # doctest: +SKIP
     """
 
-    def __init__(self, config: StyleFusionConfig):
+    def __init__(self, config: StyleFusionConfig, *, style_batch_size: int | None = None,
+                 precision: str = "auto", autocast: bool | None = None, winograd: bool = True):
         super().__init__()
-        if isinstance(config, dict):  # the hub mixin may hand us the parsed JSON
-            config = StyleFusionConfig.from_dict(config)
         self.config = config
         self.content = SlowR50Trunk.from_config(config)
         self.style = StyleEncoder.from_config(config)
         self.fusion = FusionHead(config)
+        if style_batch_size is not None and style_batch_size < 1:
+            raise ValueError(f"style_batch_size={style_batch_size} must be >= 1")
+        self.style_batch_size = style_batch_size
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+        self.requested_precision = "bf16" if autocast else precision
+        self.winograd = winograd
+        self._precision = "fp32"
+        self._sync_precision()
+        # oneDNN and cuDNN run the style encoder's 2-D convolutions faster in NHWC; set once here.
+        self.style.to(memory_format=torch.channels_last)
         self.source: dict[str, Any] = {"name": None, "revision": None}
-        self.use_autocast = False  # bf16 autocast of the extractors on CUDA
         self._cropper: FaceCropper | None = None
         self._identity: dict[str, Any] | None = None
-        self._style_channels_last = False
-        # Normalisation constants as [1, 3, 1, 1] tensors (not buffers: they live in the config).
-        self._style_mean = torch.tensor(config.style_mean).view(1, 3, 1, 1)
-        self._style_std = torch.tensor(config.style_std).view(1, 3, 1, 1)
-        self._content_mean = torch.tensor(config.content_mean).view(1, 3, 1, 1)
-        self._content_std = torch.tensor(config.content_std).view(1, 3, 1, 1)
 
     # ------------------------------------------------------------------------------------------
     # loading and saving
@@ -93,94 +112,123 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def precision(self) -> str:
+        """The precision the extractors run in on the current device: ``"fp32"`` or ``"bf16"``."""
+        return self._precision
+
+    def set_precision(self, precision: str) -> "StyleFusionDetector":
+        """Ask for ``"auto"``, ``"fp32"`` or ``"bf16"`` (resolved for the current device, and again
+        after every move)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+        self.requested_precision = precision
+        self._sync_precision()
+        return self
+
+    @property
+    def autocast(self) -> bool:
+        """Deprecated: True when the extractors run in bf16 (setting it = ``set_precision``)."""
+        return self._precision == "bf16"
+
+    @autocast.setter
+    def autocast(self, value: bool) -> None:
+        self.set_precision("bf16" if value else "fp32")
+
+    def _sync_precision(self) -> None:
+        """Resolve the requested precision for the current device; Winograd only on the fp32 path."""
+        try:
+            device = self.device
+        except StopIteration:  # pragma: no cover - a model without parameters
+            device = torch.device("cpu")
+        self._precision = resolve_precision(self.requested_precision, device)
+        # Winograd is an fp32 algorithm: on the bf16 path its layers run nn.Conv2d (oneDNN's bf16
+        # kernels), so its transformed-filter cache (434 MB for the full encoder) is never built.
+        self.style.set_winograd(bool(self.winograd) and self._precision == "fp32")
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        # After .to(device): "auto" may mean another precision there.
+        if "style" in self._modules and hasattr(self, "requested_precision"):
+            self._sync_precision()
+        return out
+
     @classmethod
     def from_pretrained(cls, repo_id_or_dir: str | os.PathLike, revision: str | None = None,
-                        device: str | torch.device | None = None, **hub_kwargs: Any) -> "StyleFusionDetector":
+                        device: str | torch.device | None = None, **kwargs: Any) -> "StyleFusionDetector":
         """Load a checkpoint from a local folder or a Hugging Face hub repo id, strictly.
+
+        The mixin's own ``from_pretrained`` parses ``config.json`` without limits and turns a
+        missing folder into a repo-id validation error; here the reference is resolved and
+        checked first (one-line :class:`CheckpointError`), then the mixin's ``_from_pretrained``
+        hook loads it.
 
         Args:
             repo_id_or_dir: a folder with ``config.json`` + ``model.safetensors``, or a hub repo id
                 (``org/name``). With ``HF_HUB_OFFLINE=1`` a repo id is read from the hub cache only.
             revision: hub branch, tag or commit (ignored for folders).
             device: where to put the model; CPU by default.
+            **kwargs: runtime settings of the detector (``style_batch_size``, ``precision``,
+                ``winograd``; ``autocast=True`` = ``precision="bf16"``) and hub options passed to
+                ``snapshot_download`` (``token``, ``cache_dir``, ``local_files_only``, ``force_download``).
 
         Raises:
             CheckpointError: the folder does not exist or is not a StyleFusion checkpoint, the repo
                 cannot be fetched, the weights are not safetensors, or keys/shapes do not match.
         """
-        folder = resolve_checkpoint(repo_id_or_dir, revision=revision, **hub_kwargs)
-        config = StyleFusionConfig.from_json_file(folder / CONFIG_NAME) if (folder / CONFIG_NAME).is_file() else None
-        if config is None:
-            raise CheckpointError(f"{repo_id_or_dir}: no {CONFIG_NAME}: not a StyleFusion checkpoint")
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            unsafe = [n for n in UNSAFE_WEIGHTS if (folder / n).exists()]
-            if unsafe:
-                raise CheckpointError(
-                    f"{repo_id_or_dir}: weights are in {unsafe[0]} (a pickle, which can run code when "
-                    f"loaded); StyleFusion only loads {WEIGHTS_NAME}")
-            raise CheckpointError(f"{repo_id_or_dir}: {WEIGHTS_NAME} is missing")
+        return cls._from_pretrained(model_id=str(repo_id_or_dir), revision=revision, device=device, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None,
+                         device: str | torch.device | None = None, style_batch_size: int | None = None,
+                         precision: str = "auto", autocast: bool | None = None, winograd: bool = True,
+                         config: Any = None, map_location: Any = None, strict: Any = None,
+                         **hub_kwargs: Any) -> "StyleFusionDetector":
+        """The mixin's loading hook: resolve, check on a meta skeleton, then read and load strictly.
+
+        ``config`` (the JSON the mixin may have parsed already), ``map_location`` and ``strict``
+        are accepted for the mixin's sake and ignored: the config is read from the folder with
+        size limits, loading is always strict, and ``device`` says where the model goes.
+        """
+        hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None and v is not False}
+        folder = resolve_checkpoint(model_id, revision=revision, **hub_kwargs)
+        files = checkpoint_files(folder, model_id)
+        settings = dict(style_batch_size=style_batch_size, precision=precision, autocast=autocast,
+                        winograd=winograd)
         # Check the weights against a skeleton on the meta device first: a config that does not match
         # its weights (or asks for a huge model) fails before any real memory is allocated.
         with torch.device("meta"):
-            skeleton = cls(config)
-        state = read_weights(weights, skeleton.state_dict(), config)
+            skeleton = cls(files.config, **settings)
+        state = read_weights(files.weights, skeleton.state_dict(), files.config_sha256)
         del skeleton
-        model = cls(config)
+        model = cls(files.config, **settings)
         model.load_state_dict(state, strict=True)
-        model.source = {"name": str(repo_id_or_dir), "revision": revision, "folder": str(folder)}
+        model.source = {"name": model_id, "revision": revision, "folder": str(folder)}
         if device is not None:
             model.to(device)
         return model.eval()
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        """Write config.json and model.safetensors; each file appears whole or not at all."""
-        from safetensors.torch import save_file
+        """The mixin's saving hook: config.json, model.safetensors and the model card, atomically.
 
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        config_json = json.dumps(self.config.to_dict(), sort_keys=True)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        metadata = {"format": "pt", "stylefusion_version": __version__,
-                    "stylefusion_config_sha256": _config_digest(config_json)}
-        tmp_w = save_directory / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
-        tmp_c = save_directory / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-        try:
-            save_file(state, str(tmp_w), metadata=metadata)
-            os.chmod(tmp_w, 0o644)  # safetensors creates 0600; a checkpoint folder is meant to be shared
-            _fsync(tmp_w)
-            tmp_c.write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            _fsync(tmp_c)
-            os.replace(tmp_w, save_directory / WEIGHTS_NAME)
-            os.replace(tmp_c, save_directory / CONFIG_NAME)
-        finally:
-            for tmp in (tmp_w, tmp_c):
-                tmp.unlink(missing_ok=True)
-        readme = save_directory / "README.md"
-        if not readme.exists():
-            readme.write_text(_short_card(self.config), encoding="utf-8")
+        ``save_pretrained`` / ``push_to_hub`` (the mixin's) call this; since it writes config.json
+        and README.md itself, the mixin writes neither.
+        """
+        save_checkpoint(save_directory, self.config, self.state_dict(), card=render_model_card(self.config))
         self._identity = None
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
-        """Save to a folder that ``from_pretrained`` loads (``push_to_hub=True`` also uploads)."""
-        kwargs["config"] = None  # we write config.json ourselves, from self.config
-        self._hub_mixin_config = None
-        return super().save_pretrained(save_directory, **kwargs)
-
     def identity(self) -> dict[str, Any]:
-        """What checkpoint this is: name, revision, sha256 of the weights, preset, training status."""
+        """What checkpoint this is: name, revision, sha256 of all weights and of the backbones,
+        preset, what the head was trained on, and the ``precision`` its extractors run in."""
         if self._identity is None:
-            h = hashlib.sha256()
-            for k, v in sorted(self.state_dict().items()):
-                h.update(k.encode())
-                h.update(v.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            training = self.config.training
             self._identity = {
                 "name": self.source.get("name"), "revision": self.source.get("revision"),
-                "weights_sha256": h.hexdigest(), "preset": self.config.preset,
+                **weight_digests(self.state_dict()), "preset": self.config.preset,
                 "trained": bool(self.config.trained),
-                "trained_on": self.config.training.get("data_summary") or self.config.training.get("dataset"),
+                "trained_on": training.summary if training is not None else None,
             }
-        return dict(self._identity)
+        return {**self._identity, "precision": self.precision}
 
     # ------------------------------------------------------------------------------------------
     # pipeline stages
@@ -193,256 +241,195 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     def read(self, path: str | Path) -> Frames:
         """Stage 1: T frames sampled uniformly (raises VideoReadError on a bad file)."""
-        return read_frames(path, self.config.num_frames)
+        return read_frames(path, self.config.num_frames, max_frame_side=self.config.max_frame_side)
 
     def faces(self, frames: Frames) -> FaceTrack:
         """Stage 2: main-face crops of the sampled frames."""
         return self.cropper(frames)
 
-    def _autocast(self):
-        enabled = self.use_autocast and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast on the bf16 path (CPU or CUDA); a no-op context on the fp32 path."""
+        kind = self.device.type
+        enabled = self._precision == "bf16" and kind in ("cpu", "cuda")
+        return torch.autocast(device_type=kind if kind in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16,
+                              enabled=enabled)
 
     def style_features(self, crops: np.ndarray) -> torch.Tensor:
-        """Stage 3a: [T, S, S, 3] uint8 crops → [T, n_levels, style_dim] pSp latents."""
-        if not self._style_channels_last:
-            # oneDNN and cuDNN run these 2-D convolutions 1.3-1.4x faster in NHWC (measured on the
-            # full encoder, 16 crops, 2 CPU cores); outputs agree to 1e-7.
-            self.style.to(memory_format=torch.channels_last)
-            self._style_channels_last = True
-        # On the CPU, small batches are faster: 4 faces per pass, the first stages one face at a time
-        # (StyleEncoder.forward_features says why; a batch of 16 spills the caches). GPUs want
-        # large batches.
+        """Stage 3a: [T, S, S, 3] uint8 crops → [T, n_levels, style_dim] pSp latents.
+
+        On the CPU small batches are faster (4 faces per pass, the first stages one face at a time:
+        ``StyleEncoder.forward_features`` says why); GPUs want large batches.
+        """
         on_cpu = self.device.type == "cpu"
-        bs = min(CPU_STYLE_BATCH, self.config.style_batch_size) if on_cpu else self.config.style_batch_size
+        bs = self.style_batch_size or (CPU_STYLE_BATCH if on_cpu else GPU_STYLE_BATCH)
         stem_batch = 1 if on_cpu else None
         chunks = []
         x_all = torch.from_numpy(np.ascontiguousarray(crops))
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(x_all), bs):
-                x = x_all[start:start + bs].to(self.device, non_blocking=True)
-                x = x.permute(0, 3, 1, 2).float().div_(255.0)
-                x = (x - self._style_mean.to(x.device)) / self._style_std.to(x.device)
-                chunks.append(self.style(x.contiguous(memory_format=torch.channels_last), stem_batch).float())
+                x = style_inputs(x_all[start:start + bs], self.config, self.device)
+                chunks.append(self.style(x, stem_batch).float())
+        if not chunks:
+            return torch.zeros(0, len(self.config.style_levels), self.config.style_dim)
         return torch.cat(chunks).cpu()
 
     def content_features(self, crops: np.ndarray) -> torch.Tensor:
         """Stage 3b: [T, S, S, 3] uint8 crops → [num_clips, content_dim], one vector per clip."""
-        c = self.config
         with torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)  # [T, 3, S, S]
-            x = F.interpolate(x, size=(c.content_size, c.content_size), mode="bilinear",
-                              align_corners=False, antialias=True)
-            x = (x - self._content_mean.to(x.device)) / self._content_std.to(x.device)
-            x = x.view(c.num_clips, c.clip_len, 3, c.content_size, c.content_size).transpose(1, 2)
-            return self.content(x).float().cpu()  # [C, content_dim]
+            return self.content(content_clips(crops, self.config, self.device)).float().cpu()
 
     def features_from_track(self, track: FaceTrack, timings: dict[str, float] | None = None) -> VideoFeatures:
         """Stage 3: both feature paths for one video's face track."""
         timings = {} if timings is None else timings
-        t0 = time.perf_counter()
-        style = self.style_features(track.crops)
-        t1 = time.perf_counter()
-        content = self.content_features(track.crops)
-        t2 = time.perf_counter()
-        timings["style"], timings["content"] = t1 - t0, t2 - t1
+        with timed(timings, "style"):
+            style = self.style_features(track.crops)
+        with timed(timings, "content"):
+            content = self.content_features(track.crops)
         return VideoFeatures(content=content, style=style, source_indices=track.source_indices,
                              timestamps=track.timestamps, boxes=track.boxes, probs=track.probs,
                              fallback=track.fallback)
 
     def extract_features(self, path: str | Path, timings: dict[str, float] | None = None) -> VideoFeatures:
-        """Frames → faces → features for one video: what the feature cache stores."""
-        timings = {} if timings is None else timings
-        t0 = time.perf_counter()
-        frames = self.read(path)
-        t1 = time.perf_counter()
-        track = self.faces(frames)
-        timings["sampling"], timings["faces"] = t1 - t0, time.perf_counter() - t1
-        return self.features_from_track(track, timings)
+        """The features of a video's first judged segment (its most present person, first window).
+
+        Raises:
+            NoJudgedPersonError: nobody is visible long enough to judge in any analysed window.
+        """
+        segments = self.extract_segments(path, timings=timings)
+        if not segments:
+            raise NoJudgedPersonError(path, f"no person is visible in {self.config.min_person_frames} or more "
+                                            "distinct sampled frames of any analysed stretch")
+        return segments[0]
 
     def classify(self, content: torch.Tensor, style: torch.Tensor) -> FusionOutput:
         """Stage 4: the head on a batch of videos' features ([B, C, Dc], [B, T, L, Ds])."""
         with torch.inference_mode():
             return self.fusion(content.to(self.device).float(), style.to(self.device).float())
 
-    def decide(self, p_fake: float | None, face_found_ratio: float) -> tuple[str, str]:
-        """Label and a one-line message for a probability, honouring untrained heads and no-face videos."""
+    # ------------------------------------------------------------------------------------------
+    # windows and people
+    # ------------------------------------------------------------------------------------------
+    def default_max_windows(self) -> int:
+        """Windows analysed at most when the caller does not say (more on a GPU)."""
+        return GPU_MAX_WINDOWS if self.device.type == "cuda" else CPU_MAX_WINDOWS
+
+    def people(self, path: str | Path, max_windows: int | None = None, max_people: int | None = None,
+               timings: dict[str, float] | None = None, progress: ProgressFn | None = None) -> Analysis:
+        """Stages 1-2 for a whole video: windows, frames, every person's track, judged segments' crops."""
+        return analyse_people(path, self.config, self.cropper,
+                              self.default_max_windows() if max_windows is None else max_windows,
+                              DEFAULT_MAX_PEOPLE if max_people is None else max_people,
+                              {} if timings is None else timings, progress or _no_progress)
+
+    def _features(self, crops: list[FaceTrack], timings: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """All segments' crops through each extractor together: ([S, C, Dc], [S, T, L, Ds])."""
         c = self.config
-        if face_found_ratio < c.min_face_ratio:
-            return "no_face", (f"a face was found in only {face_found_ratio:.0%} of the sampled frames "
-                               f"(needs {c.min_face_ratio:.0%}); StyleFusion judges faces, so no verdict")
-        if not c.trained or p_fake is None:
-            return "untrained", ("this checkpoint's fusion head is untrained: its output is not a verdict. "
-                                 "Load a trained checkpoint to detect deepfakes.")
-        if abs(p_fake - c.threshold) < c.uncertain_margin:
-            return "uncertain", f"p_fake {p_fake:.3f} is within {c.uncertain_margin} of the threshold {c.threshold:.3f}"
-        if p_fake >= c.threshold:
-            return "fake", f"p_fake {p_fake:.3f} >= threshold {c.threshold:.3f}"
-        return "real", f"p_fake {p_fake:.3f} < threshold {c.threshold:.3f}"
+        if not crops:
+            return (torch.zeros(0, c.num_clips, c.content_dim),
+                    torch.zeros(0, c.num_frames, len(c.style_levels), c.style_dim))
+        all_crops = np.concatenate([t.crops for t in crops])  # [S*T, S, S, 3]
+        with timed(timings, "style"):
+            style = self.style_features(all_crops).view(len(crops), c.num_frames, len(c.style_levels), c.style_dim)
+        with timed(timings, "content"):
+            content = self._content_batched(all_crops, len(crops))
+        return content, style
+
+    def _content_batched(self, crops: np.ndarray, n: int) -> torch.Tensor:
+        """[n*T, S, S, 3] crops of n segments → [n, num_clips, content_dim], a few clips per pass."""
+        c = self.config
+        bs = CPU_CONTENT_BATCH if self.device.type == "cpu" else GPU_CONTENT_BATCH
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for seg in range(n):
+                out.append(content_clips(crops[seg * c.num_frames:(seg + 1) * c.num_frames], c, self.device))
+            clips = torch.cat(out)  # [n*C, 3, L, s, s]
+            feats = [self.content(clips[i:i + bs]).float().cpu() for i in range(0, len(clips), bs)]
+        return torch.cat(feats).view(n, c.num_clips, c.content_dim)
+
+    def extract_segments(self, path: str | Path, max_windows: int | None = None,
+                         timings: dict[str, float] | None = None) -> list[VideoFeatures]:
+        """The most present judged person's segment in each analysed window: what training reads.
+
+        Training and evaluation read exactly the segments inference judges (each labelled video's
+        most present person, one segment per window), so the head learns what it will judge.
+        """
+        timings = {} if timings is None else timings
+        a = self.people(path, max_windows, 1, timings)
+        content, style = self._features(a.crops, timings)
+        return [a.features(i, content, style) for i in range(len(a.judged))]
 
     def result_from_features(self, path: str | Path, feats: VideoFeatures, timings: dict[str, float],
                              video: dict[str, Any] | None = None) -> DetectionResult:
-        """Run the head on one video's features and build the explained result."""
-        t0 = time.perf_counter()
-        out = self.classify(feats.content[None], feats.style[None])
-        timings["head"] = time.perf_counter() - t0
-        p = float(torch.sigmoid(out.logits[0]).item())
-        label, message = self.decide(p, feats.face_found_ratio)
-        p_fake = p if self.config.trained else None
-        flat = feats.style.flatten(1)
-        flow = torch.cat([torch.zeros(1), (flat[1:] - flat[:-1]).norm(dim=1)]).tolist()
-        attention = out.attention[0].float().cpu().tolist()
-        frames = [
-            FrameResult(int(feats.source_indices[i]), float(feats.timestamps[i]),
-                        feats.boxes[i].tolist(), float(feats.probs[i]), bool(feats.fallback[i]),
-                        float(flow[i]), float(attention[i]))
-            for i in range(len(feats.source_indices))
-        ]
+        """The result of one segment's features alone (one window, one person)."""
+        seg = SegmentResult(window=feats.window, person=feats.person, start_s=float(feats.timestamps.min()),
+                            end_s=float(feats.timestamps.max()), judged=True, label=Label.NOT_JUDGED,
+                            p_fake=None, distinct_frames=feats.distinct_frames,
+                            first_s=float(feats.timestamps.min()), last_s=float(feats.timestamps.max()))
+        timeline = [TimelineEntry(feats.window, seg.start_s, seg.end_s, True, None, None, [])]
+        with timed(timings, "head"):
+            out = self.classify(feats.content[None], feats.style[None])
+        judge_segment(self.config, seg, feats, float(out.logits[0]), out.attention[0].float().cpu().numpy())
+        return self._result(path, [seg], timeline, [seg], timings, video, feats.face_found_ratio)
+
+    def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],
+                judged: list[SegmentResult], timings: dict[str, float], video: dict[str, Any] | None,
+                found_ratio: float) -> DetectionResult:
+        people, label, p_fake, message = aggregate(segments, timeline)
+        # `frames` (and crops): the most present person's first judged segment.
+        main = max(people, key=lambda p: (sum(s.distinct_frames for s in p.segments if s.judged), -p.id),
+                   default=None)
+        first = next((s for s in (main.segments if main else []) if s.judged), None)
         return DetectionResult(
             path=str(path), label=label, p_fake=p_fake, threshold=float(self.config.threshold),
-            uncertain_margin=float(self.config.uncertain_margin),
-            face_found_ratio=feats.face_found_ratio, frames=frames, timings=timings,
-            checkpoint=self.identity(), message=message, video=video or {},
-            style_latents=flat.numpy(),
-        )
+            uncertain_margin=float(self.config.uncertain_margin), face_found_ratio=found_ratio,
+            frames=list(first.frames) if first else [], timings=timings, checkpoint=self.identity(),
+            message=message, video=video or {}, people=people, timeline=timeline,
+            crops=None if first is None else first.crops,
+            style_latents=None if first is None else first.style_latents)
 
-    def detect(self, path: str | Path, return_crops: bool = False,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        """The whole pipeline for one video.
+    def detect(self, path: str | Path, return_crops: bool = False, progress: ProgressFn | None = None, *,
+               max_windows: int | None = None, max_people: int | None = None) -> DetectionResult:
+        """The whole pipeline for one video: every person, every analysed stretch.
 
         Args:
             path: the video file.
-            return_crops: keep the [T, S, S, 3] face crops on the result (for display).
+            return_crops: keep each judged segment's [T, S, S, 3] face crops (for display).
             progress: called as ``progress(stage, fraction)`` with stages ``sampling``, ``faces``,
                 ``features``, ``verdict``.
+            max_windows: windows analysed at most, spread evenly over a longer video (default 8 on
+                a CPU, 32 on a GPU).
+            max_people: people judged at most per window, the most present ones (default 4); the
+                others are listed with the reason.
 
         Raises:
             VideoReadError: the file cannot be read as a video.
         """
-        report = progress or (lambda stage, fraction: None)
+        report = progress or _no_progress
         timings: dict[str, float] = {}
-        report("sampling", 0.0)
-        t0 = time.perf_counter()
-        frames = self.read(path)
-        timings["sampling"] = time.perf_counter() - t0
-        report("faces", 0.25)
-        t0 = time.perf_counter()
-        track = self.faces(frames)
-        timings["faces"] = time.perf_counter() - t0
+        a = self.people(path, max_windows, max_people, timings, report)
         report("features", 0.5)
-        feats = self.features_from_track(track, timings)
+        content, style = self._features(a.crops, timings)
         report("verdict", 0.9)
-        result = self.result_from_features(path, feats, timings, video=frames.info.to_dict())
+        if a.judged:
+            with timed(timings, "head"):
+                out = self.classify(content, style)
+            logits = out.logits.float().cpu().numpy()
+            attention = out.attention.float().cpu().numpy()
+            for i, seg in enumerate(a.judged):
+                judge_segment(self.config, seg, a.features(i, content, style), float(logits[i]), attention[i])
+                if return_crops:
+                    seg.crops = a.crops[i].crops
+        timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, []) for w in a.windows]
+        result = self._result(path, a.segments, timeline, a.judged, timings, a.info, a.face_found_ratio)
+        if not return_crops:
+            result.crops = None
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
-        if return_crops:
-            result.crops = track.crops
         report("verdict", 1.0)
         return result
 
 
-# ----------------------------------------------------------------------------------------------
-# helpers
-# ----------------------------------------------------------------------------------------------
-def read_weights(weights: str | Path, expected: dict[str, torch.Tensor],
-                 config: StyleFusionConfig) -> dict[str, torch.Tensor]:
-    """Tensors of ``model.safetensors`` after checking keys, shapes and the config digest.
-
-    ``expected`` may hold meta tensors: only names and shapes are used, and each tensor is read
-    only after every key and shape has been checked against the file's header.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    weights = Path(weights)
-    size = weights.stat().st_size
-    if size > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{weights}: {size / 1e9:.1f} GB is too large for a StyleFusion checkpoint")
-    try:
-        with safe_open(str(weights), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            keys = set(f.keys())
-            missing = sorted(set(expected) - keys)
-            unexpected = sorted(keys - set(expected))
-            if missing or unexpected:
-                raise CheckpointError(_key_error(weights, missing, unexpected))
-            for k, v in expected.items():
-                shape = tuple(f.get_slice(k).get_shape())
-                if shape != tuple(v.shape):
-                    raise CheckpointError(
-                        f"{weights}: {k} has shape {list(shape)}, the config expects "
-                        f"{list(v.shape)} (config.json does not match the weights)")
-            digest = metadata.get("stylefusion_config_sha256")
-            if digest is not None and digest != _config_digest(json.dumps(config.to_dict(), sort_keys=True)):
-                raise CheckpointError(
-                    f"{weights}: written for a different config.json (an interrupted save or files "
-                    "mixed from two checkpoints)")
-            return {k: f.get_tensor(k) for k in expected}
-    except SafetensorError as exc:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _key_error(weights: Path, missing: list[str], unexpected: list[str]) -> str:
-    def fmt(keys: list[str]) -> str:
-        return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys: {fmt(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {fmt(unexpected)}")
-    return f"{weights}: does not match its config.json; " + "; ".join(parts)
-
-
-def _looks_like_path(ref: str) -> bool:
-    """Hub repo ids are ``name`` or ``org/name``; anything else path-like is a missing folder."""
-    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-
-
-def resolve_checkpoint(ref: str | os.PathLike, revision: str | None = None, **hub_kwargs: Any) -> Path:
-    """A local folder for a checkpoint reference (folder, or hub repo id fetched/cached)."""
-    ref_str = str(ref)
-    path = Path(ref_str).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{ref_str}: is a file; give the checkpoint folder (with {CONFIG_NAME} "
-                              f"and {WEIGHTS_NAME}) or a hub repo id")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(ref_str)
-    except HFValidationError:
-        raise CheckpointError(f"{ref_str}: no such checkpoint folder (and not a valid hub repo id)") from None
-    if isinstance(ref, os.PathLike) or _looks_like_path(ref_str):
-        raise CheckpointError(f"{ref_str}: no such checkpoint folder")
-    try:
-        folder = snapshot_download(ref_str, revision=revision,
-                                   allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", *UNSAFE_WEIGHTS],
-                                   **hub_kwargs)
-    except Exception as exc:  # network, auth, missing repo, offline cache miss: all one message
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        hint = ("HF_HUB_OFFLINE is set and the repo is not in the hub cache" if offline else
-                "check the repo id, your network and HF_TOKEN, or pass a local checkpoint folder")
-        raise CheckpointError(f"{ref_str}: not a local folder, and cannot fetch it as a Hugging Face hub "
-                              f"repo ({type(exc).__name__}); {hint}") from None
-    return Path(folder)
-
-
-def _short_card(config: StyleFusionConfig) -> str:
-    status = ("trained on " + json.dumps(config.training.get("data_summary") or config.training.get("dataset")))\
-        if config.trained else "UNTRAINED fusion head: its outputs are not verdicts"
-    return (f"---\nlibrary_name: stylefusion\ntags:\n- deepfake-detection\n- video-classification\n---\n"
-            f"# StyleFusion checkpoint ({config.preset})\n\nStatus: {status}.\n\n"
-            "```python\nfrom stylefusion import StyleFusionDetector\n"
-            "det = StyleFusionDetector.from_pretrained(\"<this repo or folder>\")\n"
-            "print(det.detect(\"video.mp4\").to_dict())\n```\n")
+def _no_progress(stage: str, fraction: float) -> None:
+    return None
 
 
 def init_checkpoint(preset: str, out_dir: str | Path, seed: int = 0, **overrides: Any) -> StyleFusionDetector:
@@ -454,4 +441,4 @@ def init_checkpoint(preset: str, out_dir: str | Path, seed: int = 0, **overrides
     return model.eval()
 
 
-__all__ = ["StyleFusionDetector", "init_checkpoint", "resolve_checkpoint", "ConfigError", "StyleFusionError"]
+__all__ = ["StyleFusionDetector", "init_checkpoint"]

@@ -7,9 +7,23 @@ The second pass decodes only what the sampled frames need: it seeks to the keyfr
 sampled frame when that frame lies in a later group of pictures, so a 10-minute 720p video costs
 about as much memory as a 10-second one and only a few groups of pictures are decoded.
 
+Raw elementary streams (``.264``/``.h264``, ``.265``/``.hevc``, as cameras, CCTV recorders and
+encoders write them) have no container: their packets carry no timestamps and FFmpeg cannot seek in
+them. They still get the packet scan (its packet count is the frame count, learned without
+decoding), then ONE sequential decode pass that converts and keeps only the sampled frames, so
+memory stays that of the sampled frames whatever the length. The same pass serves any file whose
+demuxer refuses to seek. Frames of a stream without timestamps are timed as index / frame rate.
+
 A video with fewer than T frames is padded circularly (frame order 0, 1, ..., N-1, 0, 1, ...), as in
 the report. Every sampled frame keeps its source index (its position in presentation order) and its
 timestamp. Rotation metadata is applied, so frames are upright as a player shows them.
+
+Windows (issue 14). A long video is analysed as consecutive stretches of ``window_s`` seconds
+(:meth:`VideoReader.windows`), T frames sampled in each (:meth:`VideoReader.read`), so the head
+sees what it was trained on instead of frames minutes apart. :class:`VideoReader` scans once and
+then decodes only the frames asked for; :func:`read_frames` is one window over the whole video.
+At most ``max_windows`` stretches are analysed, spread evenly (first and last included), so a
+10-hour video costs what ``max_windows`` short ones do (plus the packet scan).
 """
 
 from __future__ import annotations
@@ -18,19 +32,35 @@ import bisect
 import logging
 import math
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from stylefusion.config import StyleFusionConfig
 from stylefusion.errors import VideoReadError
 
 logger = logging.getLogger(__name__)
 
-#: Frames whose long side is larger than this are downscaled while decoding (a 4K RGB frame is
-#: 25 MB; 32 of them would dominate memory). Boxes are always reported in source pixels.
-DEFAULT_MAX_FRAME_SIDE = 1920
+#: Raw elementary-stream extensions and the FFmpeg demuxer that reads them. Content probing usually
+#: recognises these streams by itself; the forced demuxer is the second try for a stream that
+#: probing does not recognise (e.g. one that starts without a parameter set in its first bytes).
+RAW_STREAM_FORMATS: dict[str, str] = {".264": "h264", ".h264": "h264", ".265": "hevc", ".h265": "hevc",
+                                      ".hevc": "hevc"}
+
+#: File extensions treated as videos when a folder is searched (CLI ``detect``, dataset adapters).
+#: One tuple for every caller, so a format that decodes is also found; sorted, so messages that list
+#: it are stable. Files named explicitly are read whatever their extension.
+VIDEO_EXTENSIONS: tuple[str, ...] = tuple(sorted(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".gif", ".3gp",
+     ".ts"} | set(RAW_STREAM_FORMATS)))
+
+#: Frame rate assumed for a stream without timestamps whose rate FFmpeg cannot guess either (FFmpeg's
+#: own default for raw H.264/HEVC input, and the PAL camera rate).
+FALLBACK_FPS = 25
 
 
 @dataclass
@@ -72,6 +102,35 @@ class Frames:
     info: VideoInfo
 
 
+@dataclass
+class Window:
+    """One stretch of the video: the source frames whose timestamps lie in [start_s, end_s).
+
+    All windows of a video have the same length (the video's duration / their number, so each is at
+    most ``window_s``); together they cover the video without gap or overlap, from 0 to
+    :attr:`VideoReader.duration`. ``start_s``/``end_s`` are the stretch's bounds in seconds from the
+    first frame; the first frame of the stretch lies at or after ``start_s`` by less than one frame
+    period (exactly on it for a constant frame rate that divides the stretch), and the sampled
+    frames' own times are in :attr:`Frames.timestamps`.
+    """
+
+    index: int  # position among ALL windows of the video (0..n-1)
+    start: int  # first source frame index (presentation order) of the stretch
+    stop: int  # one past the last source frame index (== start: no frame starts in the stretch)
+    start_s: float  # seconds (from the first frame) where the stretch starts
+    end_s: float  # where it ends: the next window's start_s, or the video's duration for the last
+    analysed: bool = True  # False: left out by max_windows, empty, or (after iter_read) undecodable
+
+    @property
+    def num_source(self) -> int:
+        """Source frames in the stretch."""
+        return self.stop - self.start
+
+
+#: A ``windows()`` call that would make more stretches than this is refused (a tiny ``window_s``).
+MAX_WINDOWS = 1_000_000
+
+
 def sample_indices(num_source: int, num_frames: int) -> np.ndarray:
     """Indices of ``num_frames`` frames spread uniformly over ``num_source`` frames.
 
@@ -99,17 +158,46 @@ def _check_file(path: Path) -> None:
 
 
 def _open(path: Path):
+    """Open ``path`` by content; a raw-stream extension gets its demuxer forced as a second try.
+
+    Probing comes first so that a container file with a raw-stream name (DVRs write mp4 files
+    called ``.h264``) still opens as what it is.
+    """
     import av
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise VideoReadError(path, f"not a readable video ({_short(exc)})") from None
+        container = _open_raw(path)
+        if container is None:
+            raise VideoReadError(path, f"not a readable video ({_short(exc)})") from None
     if not container.streams.video:
+        raw = _open_raw(path)
+        if raw is not None:
+            container.close()
+            return raw
         kinds = sorted({s.type for s in container.streams})
         container.close()
         what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
         raise VideoReadError(path, f"contains no video stream ({what})")
+    return container
+
+
+def _open_raw(path: Path):
+    """The container of a raw-stream file opened with its extension's demuxer, or None."""
+    import av
+
+    fmt = RAW_STREAM_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        return None
+    try:
+        container = av.open(str(path), format=fmt, metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, OSError, ValueError):
+        return None
+    if not container.streams.video:
+        container.close()
+        return None
+    logger.debug("%s: opened as a raw %s stream", path, fmt)
     return container
 
 
@@ -131,10 +219,30 @@ class _Scan:
     keyframes: list[int]  # sorted pts of keyframes
     time_base: Fraction
     truncated: bool
+    #: The packets carry no timestamps (raw elementary streams): ``pts`` is the packet order, the
+    #: time base one frame period, and frames can only be matched to indices by decoding in order.
+    by_order: bool = False
+
+
+def _nominal_rate(stream) -> Fraction:
+    """The stream's frame rate as FFmpeg guesses it (codec timing info, else its demuxer default),
+    or ``FALLBACK_FPS`` when there is no plausible one: the clock of a stream without timestamps."""
+    for rate in (getattr(stream, "guessed_rate", None), stream.average_rate, getattr(stream, "base_rate", None)):
+        try:
+            value = Fraction(rate) if rate else Fraction(0)
+        except (TypeError, ValueError):
+            continue
+        if 0 < value <= 1000:
+            return value
+    return Fraction(FALLBACK_FPS)
 
 
 def _scan(path: Path, container, stream) -> _Scan:
-    """Demux (not decode) the video stream: frame timestamps and keyframes, in constant memory."""
+    """Demux (not decode) the video stream: frame timestamps and keyframes, in constant memory.
+
+    For a stream without packet timestamps the packet count is the frame count (the demuxer's
+    parser splits a raw stream into one packet per picture).
+    """
     import av
 
     pts: list[int] = []
@@ -142,6 +250,7 @@ def _scan(path: Path, container, stream) -> _Scan:
     truncated = False
     order = 0
     use_order = False
+    first_key: int | None = None  # packet order of the first keyframe
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -157,6 +266,8 @@ def _scan(path: Path, container, stream) -> _Scan:
                                            "(cut the part to analyse)")
             if packet.is_keyframe:
                 keys.append(int(ts))
+                if first_key is None:
+                    first_key = order
             order += 1
     except (av.FFmpegError, OSError, ValueError) as exc:
         if not pts:
@@ -168,14 +279,22 @@ def _scan(path: Path, container, stream) -> _Scan:
         logger.warning("%s: the file is cut short: %d of the %d frames it declares are present",
                        path, len(pts), declared)
         truncated = True
-    if use_order:  # timestamps unusable: fall back to packet order for everything
-        pts = list(range(len(pts)))
+    if use_order:  # timestamps unusable: packet order for everything, one frame period per packet
+        # A raw stream cut out of a longer one starts mid-GOP: decoders drop the pictures before the
+        # first keyframe, so they are not counted (the decoder's output order is the index).
+        lead = first_key or 0
+        if lead:
+            logger.info("%s: %d packets before the first keyframe cannot be decoded; not counted", path, lead)
+        pts = list(range(len(pts) - lead))
         keys = [0]
     unique = sorted(set(pts))
     if not unique:
         raise VideoReadError(path, "video stream has zero frames")
-    tb = stream.time_base if stream.time_base is not None else Fraction(1, 1000)
-    return _Scan(unique, sorted(set(keys)) or [unique[0]], Fraction(tb), truncated)
+    if use_order:
+        tb = 1 / _nominal_rate(stream)
+    else:
+        tb = Fraction(stream.time_base) if stream.time_base is not None else Fraction(1, 1000)
+    return _Scan(unique, sorted(set(keys)) or [unique[0]], tb, truncated, use_order)
 
 
 def _to_rgb(frame, max_side: int) -> tuple[np.ndarray, float]:
@@ -191,8 +310,31 @@ def _to_rgb(frame, max_side: int) -> tuple[np.ndarray, float]:
         img = frame.to_ndarray(format="rgb24")
     rotation = _rotation(frame)
     if rotation:
-        img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))
-    return img, scale
+        img = np.rot90(img, k=rotation // 90)
+    return _off_heap(img), scale
+
+
+#: Kept frames at least this large live in their own memory mapping (see :func:`_off_heap`).
+OFF_HEAP_BYTES = 256 * 1024
+
+
+def _off_heap(img: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``img`` in its own anonymous memory mapping (large frames only).
+
+    A window's decoded frames are freed while the next window's are decoded. From the heap, as
+    numpy allocates them once glibc's adaptive mmap threshold has risen to a frame's size, freed
+    frames stay resident: the reader's peak RSS was two windows' frames (+88 MB at 720p, T=32)
+    instead of one. A mapping is returned to the system the moment its array is freed; the copy
+    costs a memcpy per sampled frame, nothing next to decoding it.
+    """
+    if img.nbytes < OFF_HEAP_BYTES:
+        return np.ascontiguousarray(img)
+    import mmap
+
+    buf = mmap.mmap(-1, img.nbytes)
+    out = np.frombuffer(buf, dtype=img.dtype).reshape(img.shape)
+    out[...] = img
+    return out
 
 
 def _rotation(frame) -> int:
@@ -206,60 +348,385 @@ def _rotation(frame) -> int:
     return int(round(angle / 90.0)) % 4 * 90
 
 
+_Decoded = dict[int, tuple[np.ndarray, float, int]]  # source index -> (rgb, scale, rotation)
+
+
+def _is_positive(value, *, integer: bool) -> bool:
+    """``value`` is a number > 0 (not a bool, not NaN); with ``integer``, a finite whole one."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    if integer:
+        return math.isfinite(value) and float(value).is_integer() and value >= 1
+    return value > 0
+
+
+class VideoReader:
+    """One video: scanned once (demux, no decode) on opening; then only the frames asked for are
+    decoded, window by window.
+
+    ``windows(window_s, max_windows)`` cuts the video into equal stretches; ``read(window, T)``
+    samples T frames uniformly in one of them (``sample_indices`` within the stretch: first and
+    last frame included, circular padding when the stretch has fewer than T frames);
+    ``iter_read(windows, T)`` reads every analysed window in time order. Frames carry absolute
+    source indices and timestamps (seconds from the video's first frame), and every read of one
+    reader shares one :class:`VideoInfo`.
+
+    A file that can seek is read window by window through seeks (a few groups of pictures per
+    window). A raw elementary stream, or a file whose demuxer refuses to seek, is read by
+    ``iter_read`` in ONE sequential decode pass for all windows, each window handed out as soon as
+    its last sampled frame is decoded; ``read`` on such a file decodes from the start up to that
+    window (call ``iter_read`` for several windows). Either way only sampled frames are converted
+    to RGB, and memory is that of one window's frames whatever the video's length (the scan keeps
+    one integer per frame).
+
+    Raises:
+        VideoReadError: (on opening) the file is missing, empty, not a video, has no video stream
+            or zero frames; (on reading) none of the frames asked for can be decoded. One line,
+            naming the file and the reason.
+    """
+
+    def __init__(self, path: str | Path, max_frame_side: int = StyleFusionConfig.max_frame_side):
+        import av
+
+        self.path = Path(path)
+        self.max_frame_side = int(max_frame_side)
+        _check_file(self.path)
+        self._container = _open(self.path)
+        try:
+            stream = self._container.streams.video[0]
+            self._codec = stream.codec_context.name if stream.codec_context else "unknown"
+            scan = _scan(self.path, self._container, stream)
+            average_rate = stream.average_rate
+            ctx = stream.codec_context
+            self._header_size = (int(ctx.width or 0), int(ctx.height or 0)) if ctx else (0, 0)
+        except av.FFmpegError as exc:
+            self._container.close()
+            raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
+        except BaseException:
+            self._container.close()
+            raise
+        self._stream = stream
+        self._scan = scan
+        #: Frames found by the scan (presentation order); source indices run 0..num_source-1.
+        self.num_source = n = len(scan.pts)
+        t0 = scan.pts[0]
+        self._duration = float((scan.pts[-1] - t0) * scan.time_base)
+        if scan.by_order:
+            self._fps = float(1 / scan.time_base)
+        else:
+            self._fps = float((n - 1) / self._duration) if self._duration > 0 else float(average_rate or 0.0)
+        # Extent in time-base ticks: first to last frame plus one (mean) frame period = n / fps.
+        if n >= 2:
+            self._span = Fraction(scan.pts[-1] - t0) * n / (n - 1)
+        else:
+            self._span = 1 / (Fraction(self._fps if self._fps > 0 else FALLBACK_FPS) * scan.time_base)
+        self._seekable = not scan.by_order  # False too once a seek has been refused
+        if not self._seekable:  # every pass opens its own container from the start
+            self._container.close()
+        self._info: VideoInfo | None = None
+        self._ref: tuple[int, int] | None = None  # decoded (height, width) every read is brought to
+
+    # -- what the video is ---------------------------------------------------------------------
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last: ``info.duration`` plus one mean
+        frame period (``num_frames / fps``). The windows cover exactly [0, duration]."""
+        return float(self._span * self._scan.time_base)
+
+    @property
+    def info(self) -> VideoInfo:
+        """The video's :class:`VideoInfo` (the one every :class:`Frames` of this reader carries).
+
+        Sizes, rotation and ``decoded_scale`` come from a decoded frame: the first frame of the
+        first read, or, when asked before any read, frame 0 (decoded for that alone).
+        """
+        if self._info is None:
+            self._probe()
+        return self._info
+
+    def _probe(self) -> None:
+        import av
+
+        try:
+            decoded = self._decode([0])
+        except av.FFmpegError:
+            decoded = {}
+        if 0 in decoded:
+            self._set_info(decoded[0])
+            return
+        # Frame 0 does not decode: the stream header's size (nothing to take a rotation from).
+        w, h = self._header_size
+        scale = self.max_frame_side / max(w, h) if self.max_frame_side and max(w, h) > self.max_frame_side else 1.0
+        self._info = VideoInfo(str(self.path), w, h, self.num_source, self._fps, self._duration, 0,
+                               self._codec, scale, self._scan.truncated)
+
+    def _set_info(self, first: tuple[np.ndarray, float, int]) -> None:
+        img, scale, rotation = first
+        h, w = img.shape[:2]
+        self._ref = (h, w)
+        self._info = VideoInfo(str(self.path), int(round(w / scale)), int(round(h / scale)), self.num_source,
+                               self._fps, self._duration, int(rotation), self._codec, scale,
+                               self._scan.truncated)
+
+    # -- windows -------------------------------------------------------------------------------
+    def windows(self, window_s: float, max_windows: int | None = None) -> list[Window]:
+        """The video cut into ``n = ceil(duration / window_s)`` stretches of equal length (one when
+        the video is no longer than ``window_s``; ``math.inf`` gives one window over the whole
+        video), boundaries as source-frame indices from the scanned timestamps.
+
+        With more (non-empty) stretches than ``max_windows``, that many are analysed, spread evenly:
+        ``np.linspace(0, n - 1, max_windows)`` rounded, so the first and the last are always in, and
+        ``max_windows=1`` analyses the FIRST window. The others get ``analysed=False``.
+        ``max_windows=None`` analyses all. A stretch in which no frame starts (a variable-frame-rate
+        video with a pause longer than a window) is never analysed and not counted for the spread.
+
+        Timestamps are rounded to the time base, so a video whose exact length is a multiple of
+        ``window_s`` may measure one tick longer: up to one tick over a multiple still counts as
+        that multiple (a stretch may exceed ``window_s`` by that tick, at most 1 ms for a
+        millisecond time base).
+        """
+        if not _is_positive(window_s, integer=False):  # also NaN, strings
+            raise ValueError(f"window_s must be a positive number of seconds, not {window_s!r}")
+        if max_windows is not None and not _is_positive(max_windows, integer=True):
+            raise ValueError(f"max_windows must be a positive integer or None, not {max_windows!r}")
+        window_s = float(window_s)
+        scan = self._scan
+        span = self._span  # ticks
+        if math.isinf(window_s):
+            n = 1
+        else:
+            length = Fraction(float(window_s)) / scan.time_base  # ticks per window_s
+            slack = 0 if scan.by_order else 1  # one tick of timestamp rounding
+            n = max(1, math.ceil((span - slack) / length))
+            if n > MAX_WINDOWS:
+                raise ValueError(f"window_s={window_s!r} cuts this {self.duration:.0f}-second video into "
+                                 f"{n:,} windows (more than {MAX_WINDOWS:,})")
+        first, pts = scan.pts[0], scan.pts
+        starts = [0] + [bisect.bisect_left(pts, first + math.ceil(k * span / n)) for k in range(1, n)]
+        stops = starts[1:] + [self.num_source]
+        bounds = [float(k * span / n * scan.time_base) for k in range(n + 1)]
+        nonempty = [k for k in range(n) if stops[k] > starts[k]]
+        if max_windows is None or len(nonempty) <= max_windows:
+            chosen = set(nonempty)
+        else:
+            picks = np.unique(np.round(np.linspace(0, len(nonempty) - 1, int(max_windows))).astype(np.int64))
+            chosen = {nonempty[int(i)] for i in picks}
+        return [Window(k, starts[k], stops[k], bounds[k], bounds[k + 1], k in chosen) for k in range(n)]
+
+    def _plan(self, window: Window, num_frames: int) -> tuple[np.ndarray, list[int]]:
+        """Sampled absolute source indices of ``window`` and their sorted distinct values."""
+        if not isinstance(window, Window):
+            raise TypeError(f"expected a Window, not {type(window).__name__}")
+        if not 0 <= window.start < window.stop <= self.num_source:
+            raise ValueError(f"window {window.index} (frames {window.start}..{window.stop}) has no frames "
+                             f"of this {self.num_source}-frame video")
+        if not _is_positive(num_frames, integer=True):
+            raise ValueError(f"num_frames must be a positive integer, not {num_frames!r}")
+        indices = sample_indices(window.stop - window.start, int(num_frames)) + window.start
+        return indices, sorted({int(i) for i in indices})
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, window: Window, num_frames: int) -> Frames:
+        """``num_frames`` frames sampled uniformly within ``window`` (as :func:`sample_indices`
+        over its source frames, with circular padding), with absolute source indices and
+        timestamps. Frames that cannot be decoded are filled from the nearest decoded one.
+
+        Raises:
+            VideoReadError: none of the window's sampled frames can be decoded.
+            ValueError: the window holds no frame of this video, or ``num_frames`` < 1.
+        """
+        import av
+
+        indices, wanted = self._plan(window, num_frames)
+        try:
+            decoded = self._decode(wanted)
+        except av.FFmpegError as exc:
+            raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
+        frames = self._assemble(indices, wanted, decoded)
+        if frames is None:
+            raise VideoReadError(self.path, self._undecodable(window))
+        return frames
+
+    def iter_read(self, windows: Iterable[Window], num_frames: int) -> Iterator[tuple[Window, Frames]]:
+        """``(window, frames)`` for every analysed window of ``windows``, in time order.
+
+        A seekable file is read window by window; a raw stream or a file that cannot seek is read
+        in ONE sequential pass for all of them, each window yielded as soon as its last sampled
+        frame is decoded (memory: one window's frames). A window none of whose sampled frames can
+        be decoded is skipped with a warning and marked ``analysed = False`` (so a timeline built
+        from the list says so); when no window at all can be decoded, VideoReadError is raised.
+        ``windows`` are those of one :meth:`windows` call (a window listed twice is read once).
+        Arguments are checked at once, before the first frame is decoded. Stopping early (leaving
+        the loop) closes the pass.
+        """
+        todo = sorted({w.index: w for w in windows if w.analysed}.values(), key=lambda w: w.index)
+        plans = [(w, *self._plan(w, num_frames)) for w in todo]
+        return self._iter(plans)
+
+    def _iter(self, plans: list) -> Iterator[tuple[Window, Frames]]:
+        import av
+
+        yielded = 0
+        rest = deque(plans)
+        while rest and self._seekable:
+            w, indices, wanted = rest[0]
+            try:
+                decoded = self._decode_seek(wanted)
+            except av.FFmpegError as exc:
+                raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
+            if decoded is None:  # the demuxer refuses to seek: the rest in one sequential pass
+                break
+            rest.popleft()
+            frames = self._assemble(indices, wanted, decoded)
+            if frames is None:
+                self._skip(w)
+                continue
+            yielded += 1
+            yield w, frames
+            del frames  # not held while the next window is decoded
+        if rest:
+            for w, frames in self._iter_pass(list(rest)):
+                if frames is None:
+                    self._skip(w)
+                    continue
+                yielded += 1
+                yield w, frames
+                del frames
+        if plans and not yielded:
+            raise VideoReadError(self.path, "no frame could be decoded (corrupt data or unsupported codec)")
+
+    def _iter_pass(self, plans: list) -> Iterator[tuple[Window, Frames | None]]:
+        """One sequential decode for all ``plans``; each window's Frames as soon as it is complete."""
+        import av
+
+        every = sorted(set().union(*(wanted for _, _, wanted in plans)))
+        pending = deque(plans)
+        store: _Decoded = {}  # decoded frames of the windows not yet handed out
+        container = _open(self.path)
+        frames_iter = None
+        try:
+            stream = container.streams.video[0]
+            frames_iter = _decode_sequential(self.path, container, stream, self._scan, every, self.max_frame_side)
+            for j, item in frames_iter:
+                store[j] = item
+                # A window is complete once the decoder has reached its last sampled frame (a frame
+                # it skipped is filled from a neighbour, as in a seeking read).
+                while pending and pending[0][2][-1] <= j:
+                    w, indices, wanted = pending.popleft()
+                    got = {i: store.pop(i) for i in wanted if i in store}
+                    yield w, self._assemble(indices, wanted, got)
+            while pending:  # the decoder stopped early: what it gave
+                w, indices, wanted = pending.popleft()
+                got = {i: store.pop(i) for i in wanted if i in store}
+                yield w, self._assemble(indices, wanted, got)
+        except av.FFmpegError as exc:
+            raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
+        finally:
+            if frames_iter is not None:
+                frames_iter.close()
+            container.close()
+
+    def _skip(self, window: Window) -> None:
+        logger.warning("%s: %s; not analysed", self.path, self._undecodable(window))
+        window.analysed = False
+
+    def _undecodable(self, window: Window) -> str:
+        if window.start == 0 and window.stop == self.num_source:
+            return "no frame could be decoded (corrupt data or unsupported codec)"
+        return (f"no frame of window {window.index} ({window.start_s:.1f}-{window.end_s:.1f} s) could be "
+                "decoded (corrupt data)")
+
+    def _decode(self, wanted: list[int]) -> _Decoded:
+        """The frames at ``wanted``: by seeking, else by one pass from the start up to the last."""
+        decoded = self._decode_seek(wanted) if self._seekable else None
+        if decoded is None:
+            container = _open(self.path)
+            frames_iter = None
+            try:
+                frames_iter = _decode_sequential(self.path, container, container.streams.video[0], self._scan,
+                                                 wanted, self.max_frame_side)
+                decoded = dict(frames_iter)
+            finally:
+                if frames_iter is not None:
+                    frames_iter.close()
+                container.close()
+        return decoded
+
+    def _decode_seek(self, wanted: list[int]) -> _Decoded | None:
+        """The frames at ``wanted`` through seeks; None (and no more seeking) if the demuxer refuses."""
+        try:
+            return _decode_targets(self.path, self._container, self._stream, self._scan, wanted,
+                                   self.max_frame_side)
+        except _NotSeekable as exc:
+            logger.info("%s: the demuxer cannot seek (%s); decoding once from the start", self.path, exc)
+            self._seekable = False
+            self._container.close()
+            return None
+
+    def _assemble(self, indices: np.ndarray, wanted: list[int], decoded: _Decoded) -> Frames | None:
+        """Frames for ``indices`` from ``decoded`` (missing ones from the nearest decoded frame of
+        the same read, all brought to one size); None when nothing was decoded."""
+        if not decoded:
+            return None
+        missing = [i for i in wanted if i not in decoded]
+        if missing:
+            logger.warning("%s: %d sampled frames could not be decoded; using the nearest decoded frame",
+                           self.path, len(missing))
+            have = sorted(decoded)
+            for i in missing:
+                j = min(have, key=lambda k: abs(k - i))
+                decoded[i] = decoded[j]
+        if self._ref is None:
+            self._set_info(decoded[wanted[0]])
+        h0, w0 = self._ref
+        # Copied into the output one by one, each decoded frame let go after its last use, so the
+        # read peaks at one window's frames (plus one), not two.
+        last_use = {int(i): k for k, i in enumerate(indices)}
+        images = np.empty((len(indices), h0, w0, 3), dtype=decoded[wanted[0]][0].dtype)
+        for k, i in enumerate(indices):
+            i = int(i)
+            img = decoded[i][0]
+            if img.shape[:2] != (h0, w0):  # resolution changes mid-stream: the first read's size
+                import cv2
+
+                img = cv2.resize(img, (w0, h0), interpolation=cv2.INTER_AREA)
+            images[k] = img
+            if last_use[i] == k:
+                del decoded[i]
+        scan = self._scan
+        t0 = scan.pts[0]
+        timestamps = np.array([float((scan.pts[int(i)] - t0) * scan.time_base) for i in indices],
+                              dtype=np.float64)
+        return Frames(images, indices, timestamps, self.info)
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._container.close()  # closing twice is harmless
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_frames(path: str | Path, num_frames: int = 32,
-                max_frame_side: int = DEFAULT_MAX_FRAME_SIDE) -> Frames:
-    """Sample ``num_frames`` frames uniformly over the whole video.
+                max_frame_side: int = StyleFusionConfig.max_frame_side) -> Frames:
+    """Sample ``num_frames`` frames uniformly over the whole video (one window over all of it).
+
+    Frames whose long side exceeds ``max_frame_side`` (the config field of that name) are
+    downscaled while decoding; boxes are always reported in source pixels.
+
+    Frames are reached by seeking when the file has packet timestamps and its demuxer can seek;
+    otherwise (raw elementary streams, demuxers without an index) by one sequential decode pass
+    that keeps only the sampled frames. Either way memory does not grow with the video's length.
 
     Raises:
         VideoReadError: the file is missing, empty, not a video, has no video stream, has zero
             frames, or none of its frames can be decoded. The message names the file and the reason.
     """
-    import av
-
-    path = Path(path)
-    _check_file(path)
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        codec = stream.codec_context.name if stream.codec_context else "unknown"
-        scan = _scan(path, container, stream)
-        n = len(scan.pts)
-        indices = sample_indices(n, num_frames)
-        wanted = sorted(set(int(i) for i in indices))
-        decoded = _decode_targets(path, container, stream, scan, wanted, max_frame_side)
-    except av.FFmpegError as exc:
-        raise VideoReadError(path, f"cannot decode video ({_short(exc)})") from None
-    finally:
-        container.close()
-    if not decoded:
-        raise VideoReadError(path, "no frame could be decoded (corrupt data or unsupported codec)")
-    missing = [i for i in wanted if i not in decoded]
-    if missing:
-        logger.warning("%s: %d sampled frames could not be decoded; using the nearest decoded frame",
-                       path, len(missing))
-        have = sorted(decoded)
-        for i in missing:
-            j = min(have, key=lambda k: abs(k - i))
-            decoded[i] = decoded[j]
-    shapes = {decoded[i][0].shape for i in wanted}
-    if len(shapes) > 1:  # resolution changes mid-stream: bring all frames to the first frame's size
-        import cv2
-
-        h0, w0 = decoded[wanted[0]][0].shape[:2]
-        for i in wanted:
-            img, s, r = decoded[i]
-            if img.shape[:2] != (h0, w0):
-                decoded[i] = (cv2.resize(img, (w0, h0), interpolation=cv2.INTER_AREA), s, r)
-    images = np.stack([decoded[int(i)][0] for i in indices])
-    scale = decoded[wanted[0]][1]
-    t0 = scan.pts[0]
-    timestamps = np.array([float((scan.pts[int(i)] - t0) * scan.time_base) for i in indices], dtype=np.float64)
-    duration = float((scan.pts[-1] - t0) * scan.time_base)
-    fps = float((n - 1) / duration) if duration > 0 else float(stream.average_rate or 0.0)
-    h, w = images.shape[1:3]
-    info = VideoInfo(str(path), int(round(w / scale)), int(round(h / scale)), n, fps, duration,
-                     int(decoded[wanted[0]][2]), codec, scale, scan.truncated)
-    return Frames(images, indices, timestamps, info)
+    with VideoReader(path, max_frame_side) as reader:
+        return reader.read(reader.windows(math.inf)[0], num_frames)
 
 
 def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int],
@@ -269,6 +736,9 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
     Decoding continues forward while the next wanted frame is in the current group of pictures and
     seeks to the next wanted frame's keyframe otherwise. A wanted frame that cannot be reached
     (damaged data, a decoder that drops it) is left out; the caller fills it from its neighbour.
+
+    Raises:
+        _NotSeekable: the demuxer refused a seek; the caller decodes sequentially instead.
     """
     import av
 
@@ -292,8 +762,10 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
                 continue
             try:
                 container.seek(int(key), stream=stream, backward=True, any_frame=False)
-            except av.FFmpegError:
-                container.seek(0, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as exc:
+                # One sequential pass (bounded: one decode of the file) beats decoding from the
+                # start again for every later target.
+                raise _NotSeekable(_short(exc)) from None
             frames_iter = _tolerant_decode(path, container, stream, errors)
             pos, sought_for = None, k
         try:
@@ -306,8 +778,11 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
                 if k < len(wanted) and pts_of[wanted[k]] == pos:
                     out[wanted[k]] = (*_to_rgb(frame, max_side), _rotation(frame))
                     k += 1
-                if k >= len(wanted) or keyframe_before(pts_of[wanted[k]]) > pos:
-                    break  # done, or the next wanted frame is in a later GOP: seek to it
+                if k >= len(wanted):
+                    break
+                if keyframe_before(pts_of[wanted[k]]) > pos and sought_for != k:
+                    break  # the next wanted frame is in a later GOP: seek to it
+                # (a seek for it that landed short of its keyframe, as yuv4mpeg's does, reads on)
             else:
                 frames_iter = None  # the decoder ran out
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -316,6 +791,55 @@ def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int
     if errors[0]:
         logger.warning("%s: %d damaged packets were skipped while decoding", path, errors[0])
     return out
+
+
+class _NotSeekable(Exception):
+    """The demuxer refuses every seek (no index): the caller falls back to a sequential pass."""
+
+
+def _decode_sequential(path: Path, container, stream, scan: _Scan, wanted: list[int],
+                       max_side: int) -> Iterator[tuple[int, tuple[np.ndarray, float, int]]]:
+    """Decode from the start once, yielding ``(index, (rgb, scale, rotation))`` for the frames at
+    the sorted source indices ``wanted``, in presentation order, as soon as each is decoded.
+
+    For files that cannot seek. Only the wanted frames are converted (and downscaled) as they are
+    decoded; every other frame is dropped at once, and nothing is kept here, so memory is what the
+    caller keeps of the yielded frames, not the video's. A frame is matched to its source index by
+    its timestamp when the scan has timestamps, else by its position in the decoder's output (which
+    is presentation order). The pass stops after the last wanted frame; a decoding error ends it. A
+    wanted frame the decoder never gives is not yielded: the caller fills it from a neighbour.
+    """
+    import av
+
+    if not wanted:
+        return
+    want = set(wanted)
+    done: set[int] = set()
+    last = wanted[-1]
+    errors = [0]
+    index = -1  # source index of the last decoded frame
+    count = 0  # frames the decoder gave
+    try:
+        for frame in _tolerant_decode(path, container, stream, errors):
+            count += 1
+            if scan.by_order or frame.pts is None:
+                index += 1
+            else:
+                j = bisect.bisect_left(scan.pts, int(frame.pts))
+                if j >= len(scan.pts) or scan.pts[j] != int(frame.pts):
+                    continue  # a timestamp the scan did not see
+                index = j
+            if index in want and index not in done:
+                done.add(index)
+                yield index, (*_to_rgb(frame, max_side), _rotation(frame))
+            if index >= last:
+                break
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        logger.warning("%s: decoding stopped after %d frames (%s)", path, count, _short(exc))
+    if scan.by_order and index < last:
+        logger.warning("%s: the decoder gave %d frames for %d packets", path, count, len(scan.pts))
+    if errors[0]:
+        logger.warning("%s: %d damaged packets were skipped while decoding", path, errors[0])
 
 
 #: A read gives up decoding after this many damaged packets (a stream of garbage costs bounded time).
@@ -343,3 +867,23 @@ def _tolerant_decode(path: Path, container, stream, errors: list[int]):
             logger.debug("%s: skipped a damaged packet at pts %s (%s)", path, packet.pts, _short(exc))
             continue
         yield from frames
+
+
+def probe_duration(path: str | Path) -> float | None:
+    """Duration in seconds from the container header, without decoding; None when unknown.
+
+    Cheap enough to check an upload against a length limit before reading it. Unreadable files
+    give None: :func:`read_frames` is the one that explains what is wrong with them.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+    except Exception:  # noqa: BLE001 - any failure means "unknown", never a crash
+        return None
+    return None

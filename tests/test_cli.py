@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import main_segment
 from PIL import Image
 
 from stylefusion import StyleFusionDetector
@@ -21,27 +21,69 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def test_help_for_every_command():
-    out = run_cli("--help")
-    assert out.returncode == 0 and "detect" in out.stdout and "faces" in out.stdout
+#: The options each command's --help must show (a new command must be listed here).
+KEY_OPTIONS = {
+    "faces": ["video", "--out", "--model", "--frames", "--device", "--max-windows", "--max-people"],
+    "detect": ["paths", "--model", "--json", "--csv", "--device", "--quiet", "--max-windows", "--max-people"],
+    "init": ["--preset", "--out", "--seed"],
+    "convert": ["--psp", "--slow-r50", "--out", "--levels", "--head", "--preset"],
+    "manifest": ["--dataset", "--root", "--out", "--ratios", "--seed"],
+    "extract": ["--manifest", "--model", "--cache"],
+    "train": ["--cache", "--out", "--model"],
+    "evaluate": ["--model", "--cache", "--split", "--report"],
+    "card": ["--model", "--out", "--repo-id"],
+    "push": ["--model", "--repo-id", "--dry-run"],
+    "space": ["--out", "--model"],
+    "serve": ["--model", "--host", "--port"],
+}
+
+#: `python -m stylefusion --help` in a fresh interpreter, then whether it imported torch.
+_TOP_HELP = """
+import runpy, sys
+sys.argv = ["stylefusion", "--help"]
+try:
+    runpy.run_module("stylefusion", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+print("exit", code, "torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_top_level_help_runs_without_importing_torch():
+    out = subprocess.run([sys.executable, "-c", _TOP_HELP], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip().endswith("exit 0 torch imported: False"), out.stdout
+    assert out.stdout.startswith("usage: stylefusion")
     for name, *_ in COMMANDS:
-        out = run_cli(name, "--help")
-        assert out.returncode == 0, (name, out.stderr)
-        assert "usage: stylefusion " + name in out.stdout
+        assert name in out.stdout, name
+
+
+@pytest.mark.parametrize("name", [c[0] for c in COMMANDS])
+def test_help_of_each_command(name, capsys):
+    assert name in KEY_OPTIONS, f"list the key options of the new command {name!r} in KEY_OPTIONS"
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: stylefusion " + name)
+    for option in KEY_OPTIONS[name]:
+        assert option in text, (name, option)
 
 
 def test_faces_command_on_carphone(carphone, tmp_path):
     out = run_cli("faces", carphone, "--out", tmp_path / "d")
     assert out.returncode == 0, out.stderr
-    assert "face found in 32 of 32 frames" in out.stdout
-    pngs = sorted((tmp_path / "d").glob("*.png"))
+    assert "wrote 32 crops of 1 judged segments (1 people)" in out.stdout
+    pngs = sorted((tmp_path / "d" / "person_0").glob("*.png"))
     assert len(pngs) == 32
     assert Image.open(pngs[0]).size == (256, 256)
     doc = json.loads((tmp_path / "d" / "faces.json").read_text())
-    assert len(doc["frames"]) == 32 and doc["face_found"] == 32
-    first = doc["frames"][0]
-    assert set(first) == {"file", "source_index", "timestamp", "box", "probability", "fallback"}
-    assert [f["source_index"] for f in doc["frames"]] == sorted(f["source_index"] for f in doc["frames"])
+    assert [p["id"] for p in doc["people"]] == [0] and len(doc["windows"]) == 1
+    seg = main_segment(doc)
+    assert len(seg["frames"]) == 32 and seg["distinct_frames"] == 32 and seg["window"] == 0
+    first = seg["frames"][0]
+    assert set(first) == {"file", "source_index", "timestamp", "box", "detection_prob", "fallback"}
+    assert [f["source_index"] for f in seg["frames"]] == sorted(f["source_index"] for f in seg["frames"])
 
 
 def test_detect_cli_equals_api(tiny_trained_ckpt, carphone, tmp_path):
@@ -70,6 +112,10 @@ def test_detect_batch_carries_on_past_bad_files(tiny_ckpt, carphone, tmp_path):
     by_name = {Path(r["path"]).name: r for r in rows}
     assert set(by_name) == {"a.mp4", "broken.mp4", "missing.mp4"}
     assert by_name["a.mp4"]["label"] == "untrained"
+    # one row per segment: the carphone clip is one person in one stretch
+    a = [r for r in rows if Path(r["path"]).name == "a.mp4"]
+    assert len(a) == 1 and a[0]["person"] == "0" and a[0]["window"] == "0" and a[0]["judged"] == "True"
+    assert a[0]["segment_label"] == "untrained" and a[0]["distinct_frames"] == "32"
     assert by_name["broken.mp4"]["label"] == "error" and "not a readable video" in by_name["broken.mp4"]["error"]
     assert "does not exist" in by_name["missing.mp4"]["error"]
     assert "2 failed" in out.stderr
