@@ -23,22 +23,10 @@ from stylefusion import video
 from stylefusion.cli import collect_videos, main
 from stylefusion.errors import VideoReadError
 from stylefusion.video import read_frames, sample_indices
-from videogen import encode_frames, read_barcode, write_video
+from videogen import encode_frames, read_barcode, remux_raw, write_video
 
 SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 REAL_RAW_CLIPS = ["real_openh264_men_whisper_640x320.264", "real_openh264_zhling_1280x720.264"]
-
-
-def _remux(src: Path, dst: Path, fmt: str) -> Path:
-    """Copy the video packets of ``src`` into a raw ``fmt`` stream (FFmpeg converts to Annex B)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
-        istream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(istream)
-        for packet in inp.demux(istream):
-            if packet.size:
-                packet.stream = ostream
-                out.mux(packet)
-    return dst
 
 
 def _all_frames(path: Path, fmt: str | None = None) -> list[np.ndarray]:
@@ -54,7 +42,7 @@ def carphone_frames(carphone) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def carphone_264(carphone, tmp_path_factory) -> Path:
-    return _remux(carphone, tmp_path_factory.mktemp("raw") / "carphone.264", "h264")
+    return remux_raw(carphone, tmp_path_factory.mktemp("raw") / "carphone.264", "h264")
 
 
 def _check_faces_output(out: Path, n_source: int) -> dict:

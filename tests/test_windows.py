@@ -12,7 +12,6 @@ import logging
 import math
 from fractions import Fraction
 
-import av
 import numpy as np
 from helpers import NoSeek
 import pytest
@@ -20,22 +19,10 @@ import pytest
 from stylefusion import video
 from stylefusion.errors import VideoReadError
 from stylefusion.video import VideoReader, Window, read_frames, sample_indices
-from videogen import read_barcode, write_video
+from videogen import read_barcode, write_video, remux_raw
 
 W, H = 48, 112  # the barcode needs 96 rows; small, so 1800 frames encode in about a second
 FPS = 10
-
-
-def _remux(src, dst, fmt: str = "h264"):
-    """The video packets of ``src`` copied into a raw ``fmt`` stream (no container, no timestamps)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
-        istream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(istream)
-        for packet in inp.demux(istream):
-            if packet.size:
-                packet.stream = ostream
-                out.mux(packet)
-    return dst
 
 
 def _barcodes(frames) -> list[int]:
@@ -54,7 +41,7 @@ def ninety_seconds(tmp_path_factory):
     """90 s at 10 fps (900 frames) as an mp4 and the same packets as a raw H.264 stream."""
     d = tmp_path_factory.mktemp("raw")
     mp4 = write_video(d / "90s.mp4", 900, width=W, height=H, fps=FPS, options={"g": "50"})
-    return mp4, _remux(mp4, d / "90s.264")
+    return mp4, remux_raw(mp4, d / "90s.264")
 
 
 def _check_cover(windows: list[Window], reader: VideoReader, window_s: float) -> None:
@@ -80,7 +67,7 @@ def _check_frames_in_window(frames, w: Window, num_frames: int) -> None:
 @pytest.mark.parametrize("container", ["mp4", "h264"])
 def test_short_video_is_one_window_sampled_as_read_frames(tmp_path, container):
     mp4 = write_video(tmp_path / "short.mp4", 100, width=W, height=H, fps=25)  # 4 s
-    path = mp4 if container == "mp4" else _remux(mp4, tmp_path / "short.264")
+    path = mp4 if container == "mp4" else remux_raw(mp4, tmp_path / "short.264")
     expected = read_frames(path, 32)
     with VideoReader(path) as reader:
         windows = reader.windows(15.0, 8)

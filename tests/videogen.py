@@ -81,6 +81,19 @@ def write_video(path: str | Path, num_frames: int, *, width: int = 64, height: i
     return encode_frames(path, (frame_fn(i) for i in range(num_frames)), width=width, height=height, **kwargs)
 
 
+def remux_raw(src: str | Path, dst: str | Path, fmt: str = "h264") -> Path:
+    """The video packets of ``src`` copied into a raw ``fmt`` elementary stream (no container, no
+    timestamps: what cameras and CCTV recorders write; FFmpeg converts to Annex B)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
+        istream = inp.streams.video[0]
+        ostream = out.add_stream_from_template(istream)
+        for packet in inp.demux(istream):
+            if packet.size:
+                packet.stream = ostream
+                out.mux(packet)
+    return Path(dst)
+
+
 def audio_only(path: str | Path, n_frames: int = 20, rate: int = 16000) -> Path:
     """A file with one AAC audio stream (a 440 Hz tone) and no video stream."""
     with av.open(str(path), "w") as out:
