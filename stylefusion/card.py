@@ -92,6 +92,56 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def decision_rows(config: StyleFusionConfig) -> list[tuple[str, str]]:
+    """(what, value) rows of the card's "How an answer is decided" table: every number the
+    detector's decision rests on (:mod:`stylefusion.decision`), and how it was obtained."""
+    from stylefusion.decision import checkpoint_decision, rates_sentence
+
+    c = config
+    cal = c.calibration
+    d = checkpoint_decision(c)
+    rows: list[tuple[str, str]] = []
+    if cal is None:
+        state = ("untrained head: no answer is ever a verdict" if not c.trained else
+                 "**uncalibrated** (trained before calibration existed): raw sigmoid, fixed band, no "
+                 "validation rates, no out-of-domain check")
+        rows.append(("calibration", state))
+    else:
+        rows.append(("probability", f"sigmoid(logit / T), temperature T = {cal.temperature:.4f} fitted on validation "
+                                    f"segments (ECE {format_metric(cal.ece_before)} → {format_metric(cal.ece_after)}, "
+                                    f"Brier {format_metric(cal.brier_before)} → {format_metric(cal.brier_after)})"))
+    threshold = f"{c.threshold:.4f}"
+    if cal is not None:
+        training = c.training
+        how = training.threshold_source if training and training.threshold_source else f"policy {c.threshold_policy}"
+        threshold += f" (policy `{c.threshold_policy}`: {how})"
+        rates = rates_sentence(d)
+        if rates:
+            threshold += f"; {rates}"
+    elif c.trained:
+        threshold += " (as recorded; no policy or validation rates)"
+    else:
+        threshold += " (the default; an untrained head has no calibrated threshold)"
+    rows.append(("decision threshold", _cell(threshold)))
+    if d.band is not None:
+        band = f"[{d.band[0]:.4f}, {d.band[1]:.4f}] → `uncertain`"
+        rows.append(("uncertain band", _cell(f"{band}; {d.band_source}")))
+    elif cal is not None:
+        rows.append(("uncertain band", _cell(f"none: at alpha {c.conformal_alpha:g} every conformal prediction set "
+                                             "holds a single label")))
+    if cal is not None and cal.has_ood:
+        rows.append(("out of domain", _cell(
+            f"Mahalanobis distance of the fused embedding and mean features to {cal.ood_train_segments} "
+            "training segments > "
+            f"{cal.ood_threshold:.4f} (the {cal.ood_percentile:g}th percentile on validation, where it flagged "
+            f"{cal.ood_val_flagged:.1%} of segments) → `uncertain`, p_fake still shown")))
+    limits = (f"face ≥ {c.min_face_px:g} px, sharpness ≥ {c.min_sharpness:g}, brightness in "
+              f"[{c.min_brightness:g}, {c.max_brightness:g}] → else `unsupported`")
+    source = cal.quality_source if cal is not None and cal.quality_source else "documented defaults"
+    rows.append(("input quality", _cell(f"{limits} ({source})")))
+    return rows
+
+
 def _confusion(metrics: dict[str, Any]) -> list[list[int]] | None:
     cm = metrics.get("confusion_matrix")
     ok = (isinstance(cm, list) and len(cm) == 2
@@ -206,7 +256,7 @@ def render_model_card(config: StyleFusionConfig, *, repo_id: str | None = None) 
             config=config, trained=trained, training=training,
             style_levels=", ".join(str(i) for i in config.style_levels),
             training_rows=training_rows(training) if training else [],
-            metric_rows=metric_rows(metrics), confusion=_confusion(metrics),
+            metric_rows=metric_rows(metrics), confusion=_confusion(metrics), decision_rows=decision_rows(config),
             val_description=_val_description(training) if training else "",
             init_seed=init.get("seed"),
             provenance_items=[(k, _cell(v)) for k, v in sorted(provenance.items())],
@@ -218,4 +268,5 @@ def render_model_card(config: StyleFusionConfig, *, repo_id: str | None = None) 
     return str(ModelCard(text))  # parses the front matter: a card the Hub cannot read fails here
 
 
-__all__ = ["CardError", "card_data", "format_metric", "metric_rows", "render_model_card", "training_rows"]
+__all__ = ["CardError", "card_data", "decision_rows", "format_metric", "metric_rows", "render_model_card",
+           "training_rows"]

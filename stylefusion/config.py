@@ -46,6 +46,10 @@ MAX_PARAMETERS = 1_000_000_000
 #: ``min_face_ratio`` became ``min_person_frames`` (a person, not any face, must be seen that often).
 RETIRED_FIELDS = frozenset({"style_batch_size", "min_face_ratio"})
 
+#: Input-quality limits of checkpoints whose training did not measure its data's crops (see the
+#: README's "Input quality" for the measurements on the shared clips behind them).
+QUALITY_DEFAULTS = {"min_face_px": 40.0, "min_sharpness": 0.04, "min_brightness": 35.0, "max_brightness": 195.0}
+
 _short_repr = reprlib.Repr()
 _short_repr.maxlist = _short_repr.maxtuple = 8
 _short_repr.maxstring = _short_repr.maxother = 60
@@ -196,6 +200,96 @@ class TrainingRecord:
 
 
 # ----------------------------------------------------------------------------------------------
+# The calibration record
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class CalibrationRecord:
+    """What ``stylefusion train`` measured on validation data to make the head's answers honest.
+
+    Read by :func:`stylefusion.decision.decide` (temperature, conformal quantile, out-of-domain
+    threshold), the model card, the app and the CLI. The out-of-domain statistics themselves (the
+    training embeddings' mean and precision) are tensors in ``model.safetensors`` (``ood.*``),
+    present exactly when ``ood_threshold`` is set. A checkpoint without this record (trained before
+    it existed) is *uncalibrated*: raw sigmoid, a fixed band, no out-of-domain check.
+    """
+
+    temperature: float = 1.0  # p_fake = sigmoid(logit / temperature), fitted on val segments (NLL)
+    val_tpr: float | None = None  # at config.threshold, on val videos (p = max over segments)
+    val_fpr: float | None = None
+    val_videos: dict[str, int] = field(default_factory=dict)  # {"real": n, "fake": n}
+    conformal_quantile: float | None = None  # q of the scores 1 - p(true label) at config.conformal_alpha
+    conformal_n: int = 0  # validation segments the quantile comes from
+    coverage_val: float | None = None  # share of val segments whose set holds their label
+    ood_threshold: float | None = None  # 99th percentile of val out-of-domain scores
+    ood_percentile: float = 99.0
+    ood_val_flagged: float | None = None  # share of val segments above it
+    ood_train_segments: int = 0  # training segments the statistics were fitted on
+    quality_source: str = ""  # where min_face_px, min_sharpness, min/max_brightness came from
+    ece_before: float | None = None  # expected calibration error (15 bins) on val segments
+    ece_after: float | None = None
+    brier_before: float | None = None
+    brier_after: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "CalibrationRecord | None":
+        """Parse the ``calibration`` object of config.json (None: an uncalibrated checkpoint)."""
+        if data is None:
+            return None
+        if isinstance(data, CalibrationRecord):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(f"config calibration={_quote(data)} must be a JSON object or null")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"config calibration has unknown fields {_quote(unknown)}")
+        record = cls(**data)
+        if not (_is_number(record.temperature) and 0.01 <= record.temperature <= 100):
+            raise ConfigError(f"config calibration.temperature={_quote(record.temperature)} must be in [0.01, 100]")
+        for name in ("val_tpr", "val_fpr", "conformal_quantile", "coverage_val", "ood_val_flagged"):
+            value = getattr(record, name)
+            if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"config calibration.{name}={_quote(value)} must be a number in [0, 1] or null")
+        if record.ood_threshold is not None and not (_is_number(record.ood_threshold) and record.ood_threshold >= 0):
+            raise ConfigError(f"config calibration.ood_threshold={_quote(record.ood_threshold)} must be >= 0 or null")
+        if not isinstance(record.val_videos, dict):
+            raise ConfigError(f"config calibration.val_videos={_quote(record.val_videos)} must be an object")
+        return record
+
+    @property
+    def has_ood(self) -> bool:
+        """True when the checkpoint carries out-of-domain statistics (``ood.*`` tensors)."""
+        return self.ood_threshold is not None
+
+
+def parse_threshold_policy(policy: str) -> tuple[str, float | None]:
+    """``"fpr:0.05"`` → ("fpr", 0.05); ``"youden"`` → ("youden", None); ``"0.7"`` → ("fixed", 0.7).
+
+    Raises:
+        ConfigError: anything else, quoted.
+    """
+    text = str(policy).strip().lower()
+    try:
+        if text == "youden":
+            return "youden", None
+        if text.startswith("fpr:"):
+            value = float(text[4:])
+            if 0.0 < value < 1.0:
+                return "fpr", value
+        else:
+            value = float(text)
+            if 0.0 <= value <= 1.0 and math.isfinite(value):
+                return "fixed", value
+    except ValueError:
+        pass
+    raise ConfigError(f"threshold policy {_quote(policy)} must be 'fpr:RATE' (0 < RATE < 1, e.g. 'fpr:0.05'), "
+                      "'youden', or a fixed threshold in [0, 1]")
+
+
+# ----------------------------------------------------------------------------------------------
 # The config
 # ----------------------------------------------------------------------------------------------
 @dataclass
@@ -272,13 +366,30 @@ class StyleFusionConfig:
     fc_hidden: int = param(128, lo=1, hi=65536)
     dropout: float = param(0.1, lo=0.0, hi=1.0)
 
-    # --- decision (threshold calibrated on validation data by `stylefusion train`)
-    threshold: float = param(0.5, lo=0.0, hi=1.0)
-    uncertain_margin: float = param(0.1, lo=0.0, hi=0.5)  # |p_fake - threshold| < margin -> "uncertain"
+    # --- decision (stylefusion.decision; `stylefusion train` chooses and records it on validation data)
+    threshold: float = param(0.5, lo=0.0, hi=1.0)  # on the calibrated p_fake
+    # How `stylefusion train` chooses the threshold on validation videos: "fpr:0.05" (at most 5% of
+    # real videos called fake: the field's most common complaint is real videos called fake),
+    # "youden" (max balanced accuracy), or a fixed value.
+    threshold_policy: str = param("fpr:0.05")
+    # The uncertain band is where the split-conformal prediction set at this level holds both
+    # labels (the set holds the true label with probability >= 1 - alpha); fitted by training.
+    conformal_alpha: float = param(0.1, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    # The band of checkpoints without calibration (trained before it existed): |p - threshold| < margin.
+    uncertain_margin: float = param(0.1, lo=0.0, hi=0.5)
+    # Input quality (stylefusion.decision.Quality): a judged segment outside these limits is
+    # "unsupported" (cannot judge). Training sets them to its data's 1st (99th for max_brightness)
+    # percentiles; these defaults, for checkpoints without that, pass every one of the 51 judged
+    # segments of the 37 shared real-world clips with a face (README, "Input quality").
+    min_face_px: float = param(QUALITY_DEFAULTS["min_face_px"], lo=0.0, hi=8192.0)  # face side, source px
+    min_sharpness: float = param(QUALITY_DEFAULTS["min_sharpness"], lo=0.0, hi=1e3)  # Laplacian / image variance
+    min_brightness: float = param(QUALITY_DEFAULTS["min_brightness"], lo=0.0, hi=255.0)  # mean face luma
+    max_brightness: float = param(QUALITY_DEFAULTS["max_brightness"], lo=0.0, hi=255.0)
 
     # --- provenance (honest outputs: an untrained head never yields fake/real)
     trained: bool = param(False)
     training: TrainingRecord | None = None  # what the head was trained on; None when untrained
+    calibration: CalibrationRecord | None = None  # temperature, rates, conformal, ood; None: uncalibrated
     provenance: dict[str, Any] = field(default_factory=dict)  # converted from, sha256 of inputs
 
     # ------------------------------------------------------------------------------------------
@@ -289,6 +400,8 @@ class StyleFusionConfig:
                 setattr(self, f.name, tuple(value))
         if not isinstance(self.training, TrainingRecord):
             self.training = TrainingRecord.from_dict(self.training)
+        if not isinstance(self.calibration, CalibrationRecord):
+            self.calibration = CalibrationRecord.from_dict(self.calibration)
         self.validate()
 
     def validate(self) -> None:
@@ -314,6 +427,12 @@ class StyleFusionConfig:
                               f"transformer_heads={self.transformer_heads}")
         if not isinstance(self.provenance, dict):
             raise ConfigError("config provenance must be a JSON object")
+        parse_threshold_policy(self.threshold_policy)
+        if self.min_brightness > self.max_brightness:
+            raise ConfigError(f"config min_brightness={self.min_brightness} must not exceed "
+                              f"max_brightness={self.max_brightness}")
+        if self.calibration is not None and not self.trained:
+            raise ConfigError("config has a calibration record but trained=false: calibration belongs to a trained head")
         if self.trained and self.training is None:
             raise ConfigError("config says trained=true but has no training record: not a checkpoint "
                               "written by `stylefusion train`")

@@ -11,7 +11,8 @@ non-strictly by default, which would let an incomplete checkpoint run with rando
 ``faces`` (crops) → ``features_from_track`` (both extractors) → ``classify`` (the head) — with
 every crop of a video going through each network in one or a few batched passes, and answers
 honestly: a checkpoint whose head was never trained yields the label ``untrained`` and no
-probability (:func:`stylefusion.results.decide`).
+probability (:func:`stylefusion.decision.decide`, which also calibrates, bands, checks the domain
+and the quality of the input).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from stylefusion.faces import FaceCropper, FaceTrack
 from stylefusion.models.content import SlowR50Trunk
 from stylefusion.models.fusion import FusionHead, FusionOutput
 from stylefusion.models.style import StyleEncoder
+from stylefusion.decision import EmbeddingDensity, checkpoint_decision, judge_segment, measure_quality
+from stylefusion.evidence import DEFAULT_MAX_FRAMES, batched_contributions, require_trained
 from stylefusion.results import (
-    DetectionResult, Label, SegmentResult, TimelineEntry, VideoFeatures, aggregate, judge_segment,
+    DetectionResult, Label, SegmentResult, TimelineEntry, VideoFeatures, aggregate,
 )
 from stylefusion.transforms import content_clips, style_inputs
 from stylefusion.people import DEFAULT_MAX_PEOPLE, Analysis, NoJudgedPersonError, analyse_people, timed
@@ -90,6 +93,10 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         self.content = SlowR50Trunk.from_config(config)
         self.style = StyleEncoder.from_config(config)
         self.fusion = FusionHead(config)
+        # Out-of-domain statistics of the training embeddings (``ood.*`` in model.safetensors):
+        # only in checkpoints whose calibration recorded them, so older ones still load strictly.
+        cal = config.calibration
+        self.ood = EmbeddingDensity(EmbeddingDensity.dim(config)) if cal is not None and cal.has_ood else None
         if style_batch_size is not None and style_batch_size < 1:
             raise ValueError(f"style_batch_size={style_batch_size} must be >= 1")
         self.style_batch_size = style_batch_size
@@ -306,6 +313,15 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         with torch.inference_mode():
             return self.fusion(content.to(self.device).float(), style.to(self.device).float())
 
+    def ood_scores(self, embedding: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> np.ndarray | None:
+        """[B] out-of-domain scores of B segments (the head's embeddings and the segments' features),
+        or None when this checkpoint has no out-of-domain statistics."""
+        if self.ood is None:
+            return None
+        with torch.inference_mode():
+            feats = EmbeddingDensity.features(embedding.to(self.device), content.to(self.device), style.to(self.device))
+            return self.ood(feats).float().cpu().numpy().astype(np.float64)
+
     # ------------------------------------------------------------------------------------------
     # windows and people
     # ------------------------------------------------------------------------------------------
@@ -356,7 +372,40 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         timings = {} if timings is None else timings
         a = self.people(path, max_windows, 1, timings)
         content, style = self._features(a.crops, timings)
-        return [a.features(i, content, style) for i in range(len(a.judged))]
+        return [self._segment_features(a, i, content, style) for i in range(len(a.judged))]
+
+    def _segment_features(self, a: Analysis, i: int, content: torch.Tensor, style: torch.Tensor) -> VideoFeatures:
+        """The i-th judged segment's features with the quality of its crops."""
+        feats = a.features(i, content, style)
+        feats.quality = measure_quality(a.crops[i], self.config.face_margin).as_array()
+        return feats
+
+    def judge(self, segments: list[SegmentResult], feats: list[VideoFeatures],
+              timings: dict[str, float] | None = None) -> None:
+        """Stage 4 for judged segments: one head pass for all of them, then each one's decision.
+
+        Fills each segment's label, p_fake, :class:`~stylefusion.results.DecisionRecord` and
+        per-frame records; a trained head also gives each frame's contribution
+        (:func:`stylefusion.evidence.batched_contributions`: its own small batched head pass).
+        """
+        if not segments:
+            return
+        timings = {} if timings is None else timings
+        content = torch.stack([f.content for f in feats])
+        style = torch.stack([f.style for f in feats])
+        with timed(timings, "head"):
+            out = self.classify(content, style)
+            logits = out.logits.float().cpu().numpy()
+            attention = out.attention.float().cpu().numpy()
+            ood = self.ood_scores(out.embedding, content, style)
+            contributions = None
+            if self.config.trained:
+                contributions = batched_contributions(self.fusion, content.to(self.device), style.to(self.device))
+        for i, (seg, f) in enumerate(zip(segments, feats)):
+            judge_segment(self.config, seg, f, float(logits[i]), attention[i],
+                          ood_score=None if ood is None else float(ood[i]),
+                          contributions=None if contributions is None else contributions[i])
+            seg.features = f
 
     def result_from_features(self, path: str | Path, feats: VideoFeatures, timings: dict[str, float],
                              video: dict[str, Any] | None = None) -> DetectionResult:
@@ -366,66 +415,134 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                             p_fake=None, distinct_frames=feats.distinct_frames,
                             first_s=float(feats.timestamps.min()), last_s=float(feats.timestamps.max()))
         timeline = [TimelineEntry(feats.window, seg.start_s, seg.end_s, True, None, None, [])]
-        with timed(timings, "head"):
-            out = self.classify(feats.content[None], feats.style[None])
-        judge_segment(self.config, seg, feats, float(out.logits[0]), out.attention[0].float().cpu().numpy())
-        return self._result(path, [seg], timeline, [seg], timings, video, feats.face_found_ratio)
+        self.judge([seg], [feats], timings)
+        return self._result(path, [seg], timeline, timings, video, feats.face_found_ratio)
 
     def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],
-                judged: list[SegmentResult], timings: dict[str, float], video: dict[str, Any] | None,
-                found_ratio: float) -> DetectionResult:
-        people, label, p_fake, message = aggregate(segments, timeline)
+                timings: dict[str, float], video: dict[str, Any] | None, found_ratio: float) -> DetectionResult:
+        answer = aggregate(segments, timeline)
         # `frames` (and crops): the most present person's first judged segment.
-        main = max(people, key=lambda p: (sum(s.distinct_frames for s in p.segments if s.judged), -p.id),
+        main = max(answer.people, key=lambda p: (sum(s.distinct_frames for s in p.segments if s.judged), -p.id),
                    default=None)
         first = next((s for s in (main.segments if main else []) if s.judged), None)
+        decision = answer.segment.decision if answer.segment is not None else None
         return DetectionResult(
-            path=str(path), label=label, p_fake=p_fake, threshold=float(self.config.threshold),
-            uncertain_margin=float(self.config.uncertain_margin), face_found_ratio=found_ratio,
-            frames=list(first.frames) if first else [], timings=timings, checkpoint=self.identity(),
-            message=message, video=video or {}, people=people, timeline=timeline,
+            path=str(path), label=answer.label, p_fake=answer.p_fake, threshold=float(self.config.threshold),
+            face_found_ratio=found_ratio, frames=list(first.frames) if first else [], timings=timings,
+            checkpoint=self.identity(), decision=decision or checkpoint_decision(self.config),
+            message=answer.message, video=video or {}, people=answer.people, timeline=timeline,
             crops=None if first is None else first.crops,
             style_latents=None if first is None else first.style_latents)
 
     def detect(self, path: str | Path, return_crops: bool = False, progress: ProgressFn | None = None, *,
-               max_windows: int | None = None, max_people: int | None = None) -> DetectionResult:
+               max_windows: int | None = None, max_people: int | None = None, explain: bool = False,
+               explain_frames: int = DEFAULT_MAX_FRAMES) -> DetectionResult:
         """The whole pipeline for one video: every person, every analysed stretch.
 
         Args:
             path: the video file.
-            return_crops: keep each judged segment's [T, S, S, 3] face crops (for display).
+            return_crops: keep each judged segment's [T, S, S, 3] face crops (for display, and for
+                :meth:`explain` later).
             progress: called as ``progress(stage, fraction)`` with stages ``sampling``, ``faces``,
-                ``features``, ``verdict``.
+                ``features``, ``verdict`` (and ``evidence`` when explaining).
             max_windows: windows analysed at most, spread evenly over a longer video (default 8 on
                 a CPU, 32 on a GPU).
             max_people: people judged at most per window, the most present ones (default 4); the
                 others are listed with the reason.
+            explain: also compute heatmaps (:meth:`explain`) of the deciding segment's
+                ``explain_frames`` most contributing frames. Per-frame contributions are always
+                computed for a trained head; heatmaps cost about 30 s a frame with the full preset
+                on 2 CPU cores.
 
         Raises:
             VideoReadError: the file cannot be read as a video.
+            EvidenceUnavailable: ``explain`` with an untrained head (it has no evidence to give).
         """
+        if explain:
+            require_trained(self.config)  # before the work, not after it
         report = progress or _no_progress
         timings: dict[str, float] = {}
         a = self.people(path, max_windows, max_people, timings, report)
         report("features", 0.5)
         content, style = self._features(a.crops, timings)
         report("verdict", 0.9)
-        if a.judged:
-            with timed(timings, "head"):
-                out = self.classify(content, style)
-            logits = out.logits.float().cpu().numpy()
-            attention = out.attention.float().cpu().numpy()
-            for i, seg in enumerate(a.judged):
-                judge_segment(self.config, seg, a.features(i, content, style), float(logits[i]), attention[i])
-                if return_crops:
-                    seg.crops = a.crops[i].crops
+        feats = [self._segment_features(a, i, content, style) for i in range(len(a.judged))]
+        self.judge(a.judged, feats, timings)
+        if return_crops or explain:
+            for seg, track in zip(a.judged, a.crops):
+                seg.crops = track.crops
         timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, []) for w in a.windows]
-        result = self._result(path, a.segments, timeline, a.judged, timings, a.info, a.face_found_ratio)
+        result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio)
+        if explain:
+            with timed(timings, "evidence"):
+                self.explain(result, max_frames=explain_frames,
+                             progress=lambda done, total: report("evidence", 0.9 + 0.1 * done / max(total, 1)))
         if not return_crops:
             result.crops = None
+            for seg in a.judged:
+                seg.crops = None
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         report("verdict", 1.0)
         return result
+
+    def explain(self, result: DetectionResult, segments: str | list[SegmentResult] = "deciding", *,
+                max_frames: int = DEFAULT_MAX_FRAMES, progress: Callable[[int, int], None] | None = None
+                ) -> list[SegmentResult]:
+        """Heatmaps of the frames that moved a judged segment's logit most (:mod:`stylefusion.evidence`).
+
+        For each chosen segment, its ``max_frames`` frames with the largest contribution toward
+        "fake" get a style-path and a content-path heatmap (Integrated Gradients from the
+        neighbouring frames, signed: red toward fake, blue toward real), stored in
+        ``segment.heatmaps``; the segment's JSON lists them under ``evidence``. A heatmap shows
+        what moved the score, not proof of manipulation.
+
+        Args:
+            result: from :meth:`detect` with ``return_crops=True`` (the crops are needed).
+            segments: ``"deciding"`` (the segment the video's answer comes from), ``"people"``
+                (each person's most suspicious judged segment), ``"all"`` (every judged segment),
+                or a list of the result's segments.
+            max_frames: frames explained per segment (each costs two extractor passes per step).
+            progress: ``progress(done, total)`` in frames.
+
+        Returns:
+            The segments explained.
+
+        Raises:
+            EvidenceUnavailable: the head is untrained, or the result kept no crops.
+        """
+        from stylefusion.evidence import EvidenceUnavailable, frame_heatmaps
+        from stylefusion.results import most_suspicious
+
+        require_trained(self.config)
+        if isinstance(segments, str):
+            if segments == "deciding":
+                chosen = [s for s in [result.deciding_segment] if s is not None]
+            elif segments == "people":
+                chosen = [s for s in (most_suspicious(p.segments) for p in result.people) if s is not None]
+            elif segments == "all":
+                chosen = [s for s in result.segments if s.judged and s.features is not None]
+            else:
+                raise ValueError(f"segments={segments!r} must be 'deciding', 'people', 'all' or a list of segments")
+        else:
+            chosen = list(segments)
+        missing = [s for s in chosen if s.crops is None or s.features is None]
+        if missing:
+            raise EvidenceUnavailable("this result kept no face crops to explain: run detect(..., return_crops=True) "
+                                      "or detect(..., explain=True)")
+        total = sum(min(max_frames, len(s.frames)) for s in chosen)
+        done = 0
+        for seg in chosen:
+            frames = np.argsort(-np.array([f.contribution for f in seg.frames]), kind="stable")[:max_frames]
+
+            def step(n: int, _total: int, base: int = done) -> None:
+                if progress is not None:
+                    progress(base + n, total)
+
+            seg.heatmaps = frame_heatmaps(self, seg.crops, seg.features.content, seg.features.style,
+                                          frames.tolist(), source_indices=[f.source_index for f in seg.frames],
+                                          max_frames=max_frames, progress=step)
+            done += len(frames)
+        return chosen
 
 
 def _no_progress(stage: str, fraction: float) -> None:

@@ -173,9 +173,19 @@ def test_analyze_trained_shows_label_probability_threshold(tiny_trained_ckpt, ca
     # Who and when, as the detector's message says it.
     assert "— person 0, 0:00–0:04" in verdict and "person 0, 0:00–0:04" in res.message
     assert {"fake": "FAKE", "real": "REAL", "uncertain": "UNCERTAIN"}[res.label] in verdict
-    assert f"p_fake = {res.p_fake:.3f}" in verdict
-    assert f"threshold **{res.threshold:.3f}**" in verdict
-    assert f"Head trained on {cfg.training.summary};" in app.model_banner(ui.loaded)
+    assert f"p_fake **{res.p_fake:.3f}**" in verdict
+    # The band in words (this fixture is uncalibrated: its band is the fixed margin) and the numbers
+    # behind it, saying how they were obtained.
+    lo, hi = res.decision["band"]
+    assert (lo, hi) == pytest.approx((cfg.threshold - cfg.uncertain_margin, cfg.threshold + cfg.uncertain_margin))
+    words = {"fake": f"**Likely fake**: p_fake **{res.p_fake:.3f}** is above the decision threshold",
+             "real": f"**Likely real**: p_fake **{res.p_fake:.3f}** is below the decision threshold",
+             "uncertain": f"**Uncertain**: p_fake **{res.p_fake:.3f}** is inside the uncertain band **{lo:.3f}–{hi:.3f}**"}
+    assert words[res.label] in verdict
+    assert f"- threshold {res.threshold:.3f}" in verdict and "uncalibrated checkpoint: raw sigmoid" in verdict
+    assert "this checkpoint is **uncalibrated**" in verdict
+    banner = app.model_banner(ui.loaded)
+    assert f"Head trained on {cfg.training.summary};" in banner and "**uncalibrated checkpoint**" in banner
 
 
 def test_bad_uploads_get_one_line_errors(tiny_ckpt, corrupt_video, tmp_path, carphone):
@@ -253,7 +263,7 @@ def test_figures_handle_fallback_frames_and_missing_latents():
 
     frames = [FrameResult(i, i / 30, [0, 0, 10, 10], 0.0 if i % 2 else 0.99, bool(i % 2), 0.1 * i, 0.25)
               for i in range(4)]
-    res = DetectionResult(path="v.mp4", label="no_face", p_fake=None, threshold=0.5, uncertain_margin=0.1,
+    res = DetectionResult(path="v.mp4", label="no_face", p_fake=None, threshold=0.5,
                           face_found_ratio=0.5, frames=frames, timings={}, checkpoint={},
                           message="a face was found in only 50% of the sampled frames")
     assert "No face found" in app.verdict_markdown(res, 4)
@@ -269,7 +279,8 @@ def test_figures_handle_fallback_frames_and_missing_latents():
 
 def _synthetic(trained: bool, n_people: int = 2):
     """A result over four 15 s stretches, the middle two not analysed, without running anything."""
-    from stylefusion.results import DetectionResult, FrameResult, SegmentResult, TimelineEntry, aggregate
+    from stylefusion.results import (DecisionRecord, DetectionResult, FrameResult, SegmentResult, TimelineEntry,
+                                     aggregate)
 
     label = Label.REAL if trained else Label.UNTRAINED
     segments = []
@@ -288,8 +299,9 @@ def _synthetic(trained: bool, n_people: int = 2):
                 seg.crops = np.zeros((32, 256, 256, 3), np.uint8)
             segments.append(seg)
     timeline = [TimelineEntry(w, 15.0 * w, 15.0 * (w + 1), w in (0, 3), None, None, []) for w in range(4)]
-    people, video_label, p_fake, message = aggregate(segments, timeline)
-    return DetectionResult(path="v.mp4", label=video_label, p_fake=p_fake, threshold=0.5, uncertain_margin=0.1,
+    people, video_label, p_fake, message, _ = aggregate(segments, timeline)
+    decision = DecisionRecord(calibrated=True, threshold=0.5, threshold_policy="fpr:0.05", band=(0.4, 0.6)) if trained else None
+    return DetectionResult(path="v.mp4", label=video_label, p_fake=p_fake, threshold=0.5, decision=decision,
                            face_found_ratio=1.0, frames=[], timings={}, checkpoint={}, message=message,
                            people=people, timeline=timeline)
 
@@ -307,6 +319,7 @@ def test_timeline_scores_presence_and_stretches_not_analysed():
     assert list(line.x) == [0.0, 15.0, None, 45.0, 60.0, None]
     assert list(line.y) == [seg0[0].p_fake] * 2 + [None] + [seg0[1].p_fake] * 2 + [None]
     assert any(sh.type == "line" and sh.y0 == 0.5 for sh in fig.layout.shapes)  # the threshold
+    assert any(sh.type == "rect" and (sh.y0, sh.y1) == (0.4, 0.6) for sh in fig.layout.shapes)  # the decision's band
 
     untrained = _synthetic(False)
     fig = app.timeline_figure(untrained)
@@ -368,7 +381,7 @@ def _same_answer_everywhere(ckpt: Path, clip: str, tmp_path: Path) -> dict:
     # The verdict on top: the video's label, who and when, and every person's p_fake in its table.
     who = app.where(res)
     assert who and who in api["message"] and f"— {who}" in out["verdict"]
-    assert f"p_fake = {api['p_fake']:.3f}" in out["verdict"]
+    assert f"p_fake **{api['p_fake']:.3f}**" in out["verdict"]
     for person in api["people"]:
         assert f"| {person['id']} | " in out["verdict"] and f" {person['p_fake']:.3f} |" in out["verdict"]
     # The timeline plots the same p_fake per person and stretch.

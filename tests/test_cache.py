@@ -74,6 +74,7 @@ def test_an_entry_stacks_a_videos_segments_with_their_window_and_person(tmp_path
     cache = FeatureCache(tmp_path / "cache")
     rec = record(tmp_path, "long", label=1)
     segs = [features(0, window=0, person=0), features(1, window=2, person=3)]
+    segs[1].quality = np.array([80.0, 0.3, 120.0], np.float32)  # face px, sharpness, brightness
     path = cache.write(rec, KEY, segs, duration=31.5, num_windows=3)
     meta = read_header(path)
     assert meta["format"] == CACHE_FORMAT == "stylefusion-feature-cache/2"
@@ -83,7 +84,10 @@ def test_an_entry_stacks_a_videos_segments_with_their_window_and_person(tmp_path
     t = load_file(str(path))
     assert {k: tuple(v.shape) for k, v in t.items()} == {
         "content": (2, C, DC), "style": (2, T, L, DS), "source_indices": (2, T), "timestamps": (2, T),
-        "boxes": (2, T, 4), "probs": (2, T), "fallback": (2, T), "window": (2,), "person": (2,)}
+        "boxes": (2, T, 4), "probs": (2, T), "fallback": (2, T), "window": (2,), "person": (2,),
+        "quality": (2, 3)}
+    assert torch.isnan(t["quality"][0]).all()  # not measured: NaN
+    np.testing.assert_array_equal(t["quality"][1].numpy(), segs[1].quality)
     entry = cache.read(path)
     assert entry.header.duration == 31.5 and entry.header.segments == 2 and entry.header.num_windows == 3
     assert entry.features.window.tolist() == [0, 2] and entry.features.person.tolist() == [0, 3]
@@ -91,6 +95,7 @@ def test_an_entry_stacks_a_videos_segments_with_their_window_and_person(tmp_path
         assert torch.equal(got.content, want.content) and torch.equal(got.style, want.style)
         np.testing.assert_array_equal(got.source_indices, want.source_indices)
         assert (got.window, got.person) == (want.window, want.person)
+        assert (got.quality is None) == (want.quality is None)
     # load_features: one sample per segment, each pointing at its video.
     cache.write(record(tmp_path, "short"), KEY, [features(2)], duration=4.0, num_windows=1)
     data = load_features(tmp_path / "cache")
@@ -100,6 +105,13 @@ def test_an_entry_stacks_a_videos_segments_with_their_window_and_person(tmp_path
     assert data.labels[data.video_index == long_v].tolist() == [1.0, 1.0]
     assert sorted(data.window[data.video_index == long_v].tolist()) == [0, 2]
     assert data.video_scores(np.array([0.1, 0.7, 0.3])).shape == (2,)
+    assert data.quality.shape == (3, 3) and int(torch.isfinite(data.quality).all(dim=1).sum()) == 1
+    # An entry written before the quality tensor existed (format 2 without it) stays valid.
+    from safetensors.torch import save_file
+
+    old = {k: v for k, v in t.items() if k != "quality"}
+    save_file(old, str(path), metadata=meta)
+    assert torch.isnan(torch.as_tensor(cache.read(path).features.quality)).all()
     assert data.split("train").num_videos == 2 and len(data.videos([long_v])) == 2
     with pytest.raises(ValueError, match="no segment"):
         cache.write(rec, KEY, [])
@@ -355,6 +367,7 @@ BACKBONE = "b" * 64
 #: face_size a power of two, attn_dim a multiple of transformer_heads), where the generic
 #: +1 / -1 makes an invalid config.
 OVERRIDES = {
+    "threshold_policy": lambda c: "youden",
     "num_frames": lambda c: c.num_frames + c.clip_len,
     "clip_len": lambda c: c.clip_len // 2,
     "face_size": lambda c: c.face_size // 2,

@@ -61,22 +61,34 @@ def test_trained_fixture_gives_verdict(tiny_trained_ckpt, carphone):
 
 
 def test_untrained_never_yields_verdict(tiny_detector):
-    from stylefusion.results import Label, decide
+    from stylefusion.decision import decide
+    from stylefusion.results import Label
 
-    for p in (0.0, 0.2, 0.5, 0.8, 1.0, None):
-        assert decide(tiny_detector.config, p)[0] is Label.UNTRAINED
+    for logit in (-9.0, -1.0, 0.0, 1.0, 9.0, None):
+        label, _, record = decide(tiny_detector.config, logit)
+        assert label is Label.UNTRAINED and record.p_fake is None
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 def test_decision_bands(tiny_trained_ckpt):
-    from stylefusion.results import Label, decide
+    """An uncalibrated checkpoint (trained before calibration existed): raw sigmoid, the fixed band."""
+    from stylefusion.decision import decide
+    from stylefusion.results import Label
 
     config = StyleFusionDetector.from_pretrained(tiny_trained_ckpt).config.replace(threshold=0.6,
                                                                                  uncertain_margin=0.1)
-    assert decide(config, 0.95)[0] is Label.FAKE
-    assert decide(config, 0.75)[0] is Label.FAKE
-    assert decide(config, 0.55)[0] is Label.UNCERTAIN
-    assert decide(config, 0.2)[0] is Label.REAL
-    assert decide(config, 0.2)[1] == "p_fake 0.200 < threshold 0.600"
+    assert config.calibration is None
+    assert decide(config, _logit(0.95))[0] is Label.FAKE
+    assert decide(config, _logit(0.75))[0] is Label.FAKE
+    assert decide(config, _logit(0.55))[0] is Label.UNCERTAIN
+    assert decide(config, _logit(0.2))[0] is Label.REAL
+    label, message, record = decide(config, _logit(0.2))
+    assert message == "p_fake 0.200 < threshold 0.600"
+    assert not record.calibrated and record.temperature == 1.0 and record.band == pytest.approx((0.5, 0.7))
+    assert record.threshold_policy == "fixed (uncalibrated checkpoint)" and record.val_fpr is None
 
 
 def test_video_alone_and_in_batch_same_score(tiny_detector, carphone, tmp_path):

@@ -107,7 +107,15 @@ def test_card_of_a_trained_checkpoint_shows_what_training_recorded(trained_ckpt)
     assert f"| **real** | {tn} | {fp} |" in card and f"| **fake** | {fn} | {tp} |" in card
     # The threshold and how it was chosen, the data summary and the counts.
     threshold = format_metric(config.threshold)
-    assert f"| decision threshold | {threshold} ({training.threshold_source}) |" in card
+    cal = config.calibration
+    assert (f"| decision threshold | {config.threshold:.4f} (policy `fpr:0.05`: {training.threshold_source}); on "
+            f"validation data, this threshold flagged {cal.val_fpr:.0%} of real videos and caught {cal.val_tpr:.0%} "
+            "of fakes |") in card
+    # Everything the decision rests on, and how it was obtained.
+    assert f"| probability | sigmoid(logit / T), temperature T = {cal.temperature:.4f} fitted on validation" in card
+    assert f"split conformal at alpha 0.1 on {cal.conformal_n} validation segments" in card
+    assert f"> {cal.ood_threshold:.4f} (the 99th percentile on validation" in card
+    assert "| input quality | face ≥ 40 px, sharpness ≥ 0.04, brightness in [35, 195]" in card
     assert f"decision threshold {threshold}, chosen by {training.threshold_source}" in card
     assert f"trained** on {training.data_summary}" in card
     assert training.data_summary == "synthetic (5+5 train videos)"

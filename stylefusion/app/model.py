@@ -125,7 +125,17 @@ def model_banner(loaded: LoadedModel) -> str:
             f"stretches of up to {cfg.window_s:g} s). ")
     if cfg.trained:
         summary = cfg.training.summary if cfg.training is not None else "an unnamed dataset"
-        text += f"Head trained on {summary}; decision threshold {cfg.threshold:.2f}."
+        text += f"Head trained on {summary}; decision threshold {cfg.threshold:.2f}"
+        cal = cfg.calibration
+        if cal is None:
+            text += (" (**uncalibrated checkpoint**: raw probabilities, a fixed uncertain band, no out-of-domain "
+                     "check).")
+        else:
+            text += f" (policy `{cfg.threshold_policy}`"
+            if cal.val_fpr is not None and cal.val_tpr is not None:
+                text += (f": on validation data it flagged {cal.val_fpr:.0%} of real videos and caught "
+                         f"{cal.val_tpr:.0%} of fakes")
+            text += f"); probabilities calibrated (temperature {cal.temperature:.2f})."
     else:
         text += ("**This checkpoint is untrained**: its classifier has random weights, so the app "
                  "shows the people it finds, their faces and style plots, but no verdict.")

@@ -21,9 +21,9 @@ import gradio as gr
 from stylefusion.app._spaces import gpu
 from stylefusion.app.demo import demo_disabled
 from stylefusion.app.model import LoadedModel, load_model, model_banner
-from stylefusion.app.render import (EXPLANATION, confidence_figure, explanation_markdown, person_rows,
-                                    style_pattern_figure, summary, temporal_figure, timeline_figure,
-                                    verdict_markdown, write_report)
+from stylefusion.app.render import (EXPLANATION, confidence_figure, evidence_items, evidence_markdown,
+                                    explanation_markdown, person_rows, style_pattern_figure, summary,
+                                    temporal_figure, timeline_figure, verdict_markdown, write_report)
 from stylefusion.errors import StyleFusionError
 from stylefusion.model_ref import ENV_MODEL
 from stylefusion.results import DetectionResult
@@ -207,6 +207,40 @@ class App:
             res,
         )
 
+    def evidence_prompt(self) -> str:
+        """What the evidence area says before the button is pressed."""
+        detector = self.loaded.detector
+        if detector is None or not detector.config.trained:
+            return "No evidence: this checkpoint's fusion head is untrained, so there is no verdict to explain."
+        return ("**Show evidence** draws heatmaps of the frames that moved the score most (about 30 s a frame "
+                "with the full networks on a CPU). A heatmap shows what moved the score, not proof of manipulation.")
+
+    def evidence(self, res: DetectionResult | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:
+        """Heatmaps of the deciding segment's most contributing frames: (gallery items, text).
+
+        On request only (a button after the verdict): with the full preset each frame costs about
+        30 s on 2 CPU cores. An untrained checkpoint has no evidence to give, and says why.
+        """
+        from stylefusion.evidence import DEFAULT_MAX_FRAMES, EvidenceUnavailable
+
+        detector = self.loaded.detector
+        if detector is None or res is None:
+            raise gr.Error("Analyze a video first: the evidence explains its verdict.")
+        if res.deciding_segment is None:
+            return [], "No person was judged in this video, so there is no verdict to explain."
+        if progress is not None:
+            progress(0.0, desc="Explaining the verdict")
+
+        def step(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done / max(total, 1), desc=f"Heatmaps of frame {min(done + 1, total)} of {total}")
+
+        try:
+            detector.explain(res, "deciding", max_frames=DEFAULT_MAX_FRAMES, progress=step)
+        except EvidenceUnavailable as exc:
+            return [], f"**No evidence**: {exc}."
+        return evidence_items(res), evidence_markdown(res)
+
     @staticmethod
     def person_updates(res: DetectionResult | None) -> list[Any]:
         """The person rows' updates: per row (its box, its heading, its crops), then the note under them."""
@@ -275,6 +309,13 @@ class App:
             with gr.Row():
                 plot_flow = gr.Plot(label="Temporal style pattern", elem_id="plot-temporal")
                 plot_style = gr.Plot(label="Style pattern", elem_id="plot-style")
+            with gr.Group():
+                evidence_button = gr.Button("Show evidence: where in the face the score came from",
+                                            interactive=ready and self.loaded.detector.config.trained,
+                                            elem_id="evidence-button")
+                evidence_note = gr.Markdown(self.evidence_prompt(), elem_id="evidence-note")
+                evidence_gallery = gr.Gallery(columns=8, height="auto", visible=True, show_label=False,
+                                              elem_id="evidence-gallery")
             plot_conf = gr.Plot(label="Face detection confidence", elem_id="plot-confidence")
             with gr.Accordion("The answer as data: people and timeline (the API's summary output)", open=False):
                 summary_json = gr.JSON(label="summary", elem_id="summary")
@@ -286,7 +327,11 @@ class App:
                                   explanation, result],
                          api_name="detect", validator=self.validate_inputs,
                          ).success(self.person_updates, inputs=[result], outputs=rows, api_visibility="private",
-                                   show_progress="hidden")
+                                   show_progress="hidden"
+                                   ).success(lambda: ([], self.evidence_prompt()), outputs=[evidence_gallery, evidence_note],
+                                             api_visibility="private", show_progress="hidden")
+            evidence_button.click(gpu(self.evidence), inputs=[result], outputs=[evidence_gallery, evidence_note],
+                                  api_visibility="private")
         page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
         return page
 

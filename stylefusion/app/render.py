@@ -29,6 +29,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from stylefusion.decision import QUALITY_REASONS, record_facts
 from stylefusion.explain import pca2
 from stylefusion.results import DetectionResult, Label, PersonResult, SegmentResult, most_suspicious
 from stylefusion.results import clock  # the times the detector's message writes
@@ -41,18 +42,28 @@ EXPLANATION = """
   face is followed from frame to frame, and a track never jumps to another face. A person seen in enough distinct frames of a stretch is judged on crops
   of their own face only. A person's answer is that of their most suspicious stretch, and the
   video's that of its most suspicious person: **a fake anywhere makes the video fake**.
+- **The answer** for each person and stretch is *likely fake* or *likely real* by the decision
+  threshold, *uncertain* inside the uncertain band (where the checkpoint's calibrated prediction
+  set holds both answers) or when the video is unlike the videos the detector was trained on, and
+  *cannot judge* when the face is too small, blurry, dark or bright. The numbers under the verdict
+  say how each was obtained, including how often the threshold was wrong on validation videos.
 - **Timeline**: when the checkpoint is trained, each person's *p_fake* in each analysed stretch
-  (the dashed line is the decision threshold, the band around it the uncertain zone); otherwise
+  (the dashed line is the decision threshold, the shaded band the uncertain band); otherwise
   who is seen when. Grey stretches were not analysed (a long video is sampled in at most the
   number of stretches chosen above, spread evenly over it).
 
 **What the plots below show** (for the person and stretch named in their titles)
 
+- **Which frames moved the score** (trained checkpoints): each sampled frame's *contribution*, how
+  much the score drops (red, the frame pushed toward fake) or rises (blue, toward real) when that
+  frame's style is replaced by the mean of its neighbours'. **Show evidence** then draws, for the
+  frames that pushed most, where in the face the score came from (a heatmap shows what moved the
+  score, not proof of manipulation).
 - **Temporal style pattern**: the line is the *style flow*, how much the face's style code
   (its identity, expression and lighting as a StyleGAN encoder sees them) changes from one sampled
   frame to the next. Real faces usually change smoothly; face swaps and re-enactments can flicker.
-  The bars are the *attention* the detector paid to each frame: tall bars mark the frames that
-  weighed most in the decision.
+  The pale bars are the *attention* weights: what the head weighted, which is not evidence of
+  manipulation.
 - **Style pattern**: each point is one sampled frame's style code, projected to two dimensions
   (PCA). A compact, smooth path means a steady face; scattered points or sudden jumps mean the
   face's appearance shifted between frames.
@@ -67,7 +78,7 @@ _VERDICT_TITLES = {Label.FAKE: "Likely FAKE (manipulated face)", Label.REAL: "Li
 #: A label in words, for a person or a stretch.
 _LABEL_WORDS = {Label.FAKE: "FAKE", Label.REAL: "REAL", Label.UNCERTAIN: "UNCERTAIN",
                 Label.UNTRAINED: "no verdict (untrained checkpoint)", Label.NOT_JUDGED: "not judged",
-                Label.NO_FACE: "no face"}
+                Label.NO_FACE: "no face", Label.UNSUPPORTED: "cannot judge (face too small, blurry, dark or bright)"}
 #: People listed at most in the verdict's table (all of them are in the JSON report).
 MAX_TABLE_PEOPLE = 10
 #: Crops shown at most per person (spread evenly over their judged stretches).
@@ -151,6 +162,43 @@ def _segment_line(seg: SegmentResult) -> str:
 # ---------------------------------------------------------------------------------------------
 # the verdict, on top
 # ---------------------------------------------------------------------------------------------
+def band_words(res: DetectionResult) -> str:
+    """The answer as a band in words: where p_fake lies against the uncertain band and the
+    threshold, and why (for an out-of-domain segment, that it is unlike the training videos)."""
+    d = res.decision
+    label = Label(res.label)
+    p = res.p_fake
+    if d is None or p is None:
+        return ""
+    if label is Label.UNCERTAIN and d.out_of_domain:
+        return (f"**Uncertain: this video is unlike the videos this detector was trained on** (out-of-domain "
+                f"score {d.ood_score:.2f} above its limit {d.ood_threshold:.2f}), so its p_fake **{p:.3f}** is "
+                "shown but not turned into a verdict.")
+    band = d.band
+    if label is Label.UNCERTAIN:
+        where_ = (f"inside the uncertain band **{band[0]:.3f}–{band[1]:.3f}**" if band else "too close to the threshold")
+        return f"**Uncertain**: p_fake **{p:.3f}** is {where_}, where the evidence supports neither answer."
+    side = "above" if label is Label.FAKE else "below"
+    words = "likely fake" if label is Label.FAKE else "likely real"
+    parts = [f"**{words[0].upper() + words[1:]}**: p_fake **{p:.3f}** is {side} the decision threshold **{d.threshold:.3f}**"]
+    if band:
+        parts.append(f"and outside the uncertain band {band[0]:.3f}–{band[1]:.3f}")
+    return " ".join(parts) + "."
+
+
+def _facts_markdown(d: Any) -> str:
+    """How the numbers behind the answer were obtained, one bullet each."""
+    facts = record_facts(d)
+    if not d.calibrated:
+        facts.append("this checkpoint is **uncalibrated** (trained before calibration existed): its probability is "
+                     "the raw sigmoid, its band a fixed margin, and it has no out-of-domain check")
+    return "<small>\n\n" + "\n".join(f"- {f}" for f in facts) + "\n\n</small>"
+
+
+def where_unsupported(res: DetectionResult) -> str:
+    seg = next((s for s in res.segments if Label(s.label) is Label.UNSUPPORTED), None)
+    return "" if seg is None else f"person {seg.person}, {span(seg.start_s, seg.end_s)}"
+
 def _coverage_line(res: DetectionResult) -> str:
     n_windows = len(res.timeline)
     analysed = [t for t in res.timeline if t.analysed]
@@ -207,15 +255,24 @@ def verdict_markdown(res: DetectionResult, n_frames: int) -> str:
             text = ("## No face found\n"
                     f"{face_line} StyleFusion judges faces, so it gives no verdict on this video. "
                     "Try a clip where a face is visible and reasonably large.")
+    elif label is Label.UNSUPPORTED:
+        d = res.decision
+        reasons = ", ".join(QUALITY_REASONS[r] for r in (d.quality_reasons if d else []))
+        text = ("## No verdict: the face cannot be judged" + (f" — {where_unsupported(res)}" if res.people else "")
+                + "\n" + (f"**{reasons[:1].upper() + reasons[1:]}** for this checkpoint to judge it. " if reasons else "")
+                + "StyleFusion gives no verdict on faces it cannot see well: that is an answer, not an error. "
+                f"Try a clip where the face is larger, sharper and evenly lit.\n\n{coverage} {face_line}")
+        if d is not None:
+            text += "\n\n" + _facts_markdown(d)
     else:
         who = where(res)
+        d = res.decision
         text = (f"## Verdict: {_VERDICT_TITLES[label]}" + (f" — {who}" if who else "") + "\n"
-                f"**p_fake = {_p(res.p_fake)}**, decision threshold **{res.threshold:.3f}** "
-                f"(scores within ±{res.uncertain_margin:.2f} of it are reported as uncertain). "
+                + band_words(res) + "\n\n"
                 "The video's answer is its most suspicious person's: a fake anywhere makes the video fake."
                 f"\n\n{coverage} {face_line}")
-        if label is Label.UNCERTAIN:
-            text += " The score is too close to the threshold to call either way."
+        if d is not None:
+            text += "\n\n" + _facts_markdown(d)
     if table:
         text += "\n\n" + table
     if res.message and label is Label.NO_FACE and res.people:  # other labels' notes repeat the text
@@ -346,9 +403,10 @@ def timeline_figure(res: DetectionResult) -> go.Figure:
             fig.add_vline(x=t.start_s, line_width=1, line_dash="dot", line_color="rgba(0,0,0,0.2)")
 
     if scores:
-        thr, margin = res.threshold, res.uncertain_margin
-        fig.add_hrect(y0=max(0.0, thr - margin), y1=min(1.0, thr + margin), fillcolor="rgba(250,176,5,0.12)",
-                      line_width=0, layer="below")
+        thr = res.threshold
+        band = res.decision.band if res.decision is not None else None
+        if band is not None:
+            fig.add_hrect(y0=band[0], y1=band[1], fillcolor="rgba(250,176,5,0.12)", line_width=0, layer="below")
         fig.add_hline(y=thr, line_dash="dash", line_color="gray", annotation_text=f"threshold {thr:.2f}",
                       annotation_position="top left")
         order = sorted({s.person for s in segments if s.judged and s.p_fake is not None})
@@ -432,24 +490,37 @@ def _titled(title: str, res: DetectionResult) -> str:
 
 
 def temporal_figure(res: DetectionResult) -> go.Figure:
-    """Style flow per frame (line) with the attention weight per frame (bars, second axis)."""
+    """Per sampled frame: its contribution to the score (the headline, trained heads), then the
+    style flow with the attention weights, labelled as attention (what the head weighted, which is
+    not evidence of manipulation)."""
     xs, custom = _frame_axis(res)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=xs, y=[f.attention for f in res.frames], name="attention weight",
-                         customdata=custom, marker_color="rgba(255,140,0,0.45)",
-                         hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
-                                       "attention %{y:.3f}<extra></extra>"),
-                  secondary_y=True)
-    fig.add_trace(go.Scatter(x=xs, y=[f.style_flow for f in res.frames], name="style flow",
-                             mode="lines+markers", customdata=custom, line_color="#3b5bdb",
-                             hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
-                                           "style flow %{y:.3f}<extra></extra>"),
+    contributions = [f.contribution for f in res.frames]
+    scored = bool(res.frames) and all(c is not None for c in contributions)
+    hover = "frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
+    if scored:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.5, 0.5],
+                            specs=[[{}], [{"secondary_y": True}]])
+        fig.add_trace(go.Bar(x=xs, y=contributions, name="contribution to the score", customdata=custom,
+                             marker_color=["#e03131" if c >= 0 else "#1c7ed6" for c in contributions],
+                             hovertemplate=hover + "contribution %{y:+.3f} (logit)<extra></extra>"), row=1, col=1)
+        fig.update_yaxes(title_text="contribution (logit)", row=1, col=1, zeroline=True)
+        row, height = 2, 520
+    else:
+        fig = make_subplots(specs=[[{"secondary_y": True}]])
+        row, height = 1, 340
+    fig.add_trace(go.Bar(x=xs, y=[f.attention for f in res.frames], name="attention weight (not evidence)",
+                         customdata=custom, marker_color="rgba(255,140,0,0.35)",
+                         hovertemplate=hover + "attention %{y:.3f}<extra></extra>"), row=row, col=1, secondary_y=True)
+    fig.add_trace(go.Scatter(x=xs, y=[f.style_flow for f in res.frames], name="style flow", mode="lines+markers",
+                             customdata=custom, line_color="#3b5bdb",
+                             hovertemplate=hover + "style flow %{y:.3f}<extra></extra>"), row=row, col=1,
                   secondary_y=False)
-    fig.update_layout(title=_titled("Temporal style pattern", res), height=340,
-                      margin=dict(l=50, r=50, t=50, b=40), legend=dict(orientation="h", y=-0.2), bargap=0.2)
-    fig.update_xaxes(title_text="sampled frame (in video order)")
-    fig.update_yaxes(title_text="style flow (change from previous frame)", secondary_y=False)
-    fig.update_yaxes(title_text="attention weight", secondary_y=True, rangemode="tozero")
+    title = "Which frames moved the score" if scored else "Temporal style pattern"
+    fig.update_layout(title=_titled(title, res), height=height, margin=dict(l=50, r=50, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.12 if scored else -0.2), bargap=0.2)
+    fig.update_xaxes(title_text="sampled frame (in video order)", row=row, col=1)
+    fig.update_yaxes(title_text="style flow", row=row, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="attention weight", row=row, col=1, secondary_y=True, rangemode="tozero")
     return fig
 
 
@@ -503,13 +574,47 @@ def explanation_markdown(res: DetectionResult) -> str:
     """The generic reading guide plus two facts about the main segment of this video."""
     if not res.frames:
         return EXPLANATION
-    top = max(res.frames, key=lambda f: f.attention)
     jump = max(res.frames, key=lambda f: f.style_flow)
     who = _who(main_segment(res))
-    facts = (("For " + who + ", the" if who else "For this video the") +
-             f" detector paid most attention to frame {top.source_index} ({top.timestamp:.2f}s), and the "
-             f"face's style changed most at frame {jump.source_index} ({jump.timestamp:.2f}s).")
+    facts = f"For {who}," if who else "For this video,"
+    if res.frames[0].contribution is not None:
+        top = max(res.frames, key=lambda f: f.contribution)
+        facts += (f" frame {top.source_index} ({top.timestamp:.2f}s) pushed the score most toward fake "
+                  f"(contribution {top.contribution:+.3f})")
+    else:
+        top = max(res.frames, key=lambda f: f.attention)
+        facts += f" the detector paid most attention to frame {top.source_index} ({top.timestamp:.2f}s)"
+    facts += f", and the face's style changed most at frame {jump.source_index} ({jump.timestamp:.2f}s)."
     return EXPLANATION.replace("**What the plots below show**", facts + "\n\n**What the plots below show**")
+
+
+def evidence_items(res: DetectionResult) -> list[tuple[np.ndarray, str]]:
+    """The explained segments' heatmaps over their crops (style path, then content path per frame)."""
+    from stylefusion.evidence import overlay
+
+    items = []
+    for seg in res.segments:
+        for h in seg.heatmaps or []:
+            frame = seg.frames[h.position]
+            where_ = f"person {seg.person} · #{frame.source_index} · {frame.contribution:+.2f}"
+            items.append((overlay(seg.crops[h.position], h.style), f"{where_} · style"))
+            items.append((overlay(seg.crops[h.position], h.content), f"{where_} · motion"))
+    return items
+
+
+def evidence_markdown(res: DetectionResult) -> str:
+    """What the overlays are, for whom, and what they are not."""
+    from stylefusion.evidence import HEATMAP_NOTE
+
+    explained = [s for s in res.segments if s.heatmaps]
+    if not explained:
+        return "No segment of this video was explained."
+    seg = explained[0]
+    frames = ", ".join(f"#{seg.frames[h.position].source_index}" for h in seg.heatmaps)
+    return (f"**Evidence for person {seg.person}, {span(seg.start_s, seg.end_s)}** ({label_words(seg.label)}): "
+            f"the {len(seg.heatmaps)} frames that pushed the score most toward fake ({frames}), each through "
+            "the style path (*style*) and the motion path (*motion*, the 3D network's clip).\n\n"
+            f"_{HEATMAP_NOTE}_")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,6 +646,6 @@ def write_report(res: DetectionResult | dict[str, Any]) -> str:
     return str(path)
 
 
-__all__ = ["EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown", "person_rows", "person_line",
+__all__ = ["evidence_items", "evidence_markdown", "EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown", "person_rows", "person_line",
            "where", "main_segment", "gallery_items", "timeline_figure", "temporal_figure", "style_pattern_figure",
            "confidence_figure", "explanation_markdown", "summary", "write_report", "label_words", "span"]

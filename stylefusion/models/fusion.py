@@ -25,6 +25,9 @@ from stylefusion.config import StyleFusionConfig
 class FusionOutput(NamedTuple):
     logits: torch.Tensor  # [B] pre-sigmoid score
     attention: torch.Tensor  # [B, T] style-attention weight per frame (mean over clips), sums to 1
+    # [B, attn_dim] the fused video representation the classifier reads (class token after the
+    # final norm): what the out-of-domain check (stylefusion.decision.EmbeddingDensity) measures.
+    embedding: torch.Tensor
 
 
 class StyleGRU(nn.Module):
@@ -98,4 +101,4 @@ class FusionHead(nn.Module):
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + self.pos_embed
         cls = self.norm(self.transformer(tokens)[:, 0])  # [B, dim]
         logits = self.fc2(self.drop(torch.relu(self.fc1(cls)))).squeeze(-1)  # [B]
-        return FusionOutput(logits, weights.mean(dim=1))
+        return FusionOutput(logits, weights.mean(dim=1), cls)

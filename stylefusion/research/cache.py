@@ -7,9 +7,14 @@ kept per video under ``<cache>/real/`` and ``<cache>/fake/``. An entry holds the
 
     content [S, C, Dc] f32 · style [S, T, L, Ds] f32 · source_indices [S, T] i64 ·
     timestamps [S, T] f64 · boxes [S, T, 4] f32 · probs [S, T] f32 · fallback [S, T] bool ·
-    window [S] i64 · person [S] i64
+    window [S] i64 · person [S] i64 · quality [S, 3] f32 (optional)
 
-and, as string metadata in the safetensors header (readable without loading the tensors; typed as
+``quality`` is each segment's face size, sharpness and brightness
+(:class:`stylefusion.decision.Quality`, NaN where unmeasured): training takes the input-quality
+limits of its checkpoint from it. Entries written before it existed lack it and stay valid (it
+does not change the features); their segments count as unmeasured.
+
+And, as string metadata in the safetensors header (readable without loading the tensors; typed as
 :class:`EntryHeader`): the manifest record (video_id, path, label, split, dataset, method),
 ``valid`` and ``reason``, the video's fingerprint, the checkpoint identity, the sha256 of the
 backbone weights and of the preprocessing (:func:`preprocessing_hash`), the video's ``duration``
@@ -77,6 +82,9 @@ LABEL_DIRS = ("real", "fake")  # index = label
 HASH_CHUNK = 1 << 20  # bytes hashed at each end of a video for its fingerprint
 TENSOR_KEYS = ("content", "style", "source_indices", "timestamps", "boxes", "probs", "fallback",
                "window", "person")
+#: Tensors an entry may lack (written by later versions of this layout); read as NaN.
+OPTIONAL_KEYS = ("quality",)
+QUALITY_DIM = 3
 #: Config field left out of :func:`preprocessing_hash`: it is compared per video (:func:`windows_match`).
 WINDOW_FIELD = "window_s"
 #: How much a scanned duration may exceed a multiple of ``window_s`` and still be cut as that
@@ -381,14 +389,21 @@ class VideoSegments:
     fallback: np.ndarray  # [S, T] bool
     window: np.ndarray  # [S] int64
     person: np.ndarray  # [S] int64
+    quality: np.ndarray | None = None  # [S, 3] float32, NaN where unmeasured
+
+    def __post_init__(self) -> None:
+        if self.quality is None:
+            self.quality = np.full((len(self), QUALITY_DIM), np.nan, np.float32)
 
     def __len__(self) -> int:
         return int(self.content.shape[0])
 
     def __getitem__(self, i: int) -> VideoFeatures:
+        q = self.quality[i]
         return VideoFeatures(content=self.content[i], style=self.style[i], source_indices=self.source_indices[i],
                              timestamps=self.timestamps[i], boxes=self.boxes[i], probs=self.probs[i],
-                             fallback=self.fallback[i], window=int(self.window[i]), person=int(self.person[i]))
+                             fallback=self.fallback[i], window=int(self.window[i]), person=int(self.person[i]),
+                             quality=q if np.isfinite(q).all() else None)
 
     def __iter__(self) -> Iterator[VideoFeatures]:
         return (self[i] for i in range(len(self)))
@@ -418,14 +433,18 @@ class VideoSegments:
                        source_indices=arr("source_indices", np.int64), timestamps=arr("timestamps", np.float64),
                        boxes=arr("boxes", np.float32).reshape(len(segs), -1, 4), probs=arr("probs", np.float32),
                        fallback=arr("fallback", bool), window=np.array([f.window for f in segs], np.int64),
-                       person=np.array([f.person for f in segs], np.int64))
+                       person=np.array([f.person for f in segs], np.int64),
+                       quality=np.stack([np.full(QUALITY_DIM, np.nan, np.float32) if f.quality is None
+                                         else np.asarray(f.quality, np.float32).reshape(QUALITY_DIM)
+                                         for f in segs]))
         except (RuntimeError, ValueError) as exc:  # torch.stack / np.stack of unequal shapes
             raise ValueError(f"segments of one video must have equal shapes ({exc})") from None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The entry's tensors (TENSOR_KEYS)."""
         return {"content": self.content.contiguous(), "style": self.style.contiguous(),
-                **{k: torch.from_numpy(np.ascontiguousarray(getattr(self, k))) for k in TENSOR_KEYS[2:]}}
+                **{k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+                   for k in TENSOR_KEYS[2:] + OPTIONAL_KEYS}}
 
     @classmethod
     def from_tensors(cls, t: Mapping[str, torch.Tensor]) -> "VideoSegments":
@@ -444,15 +463,18 @@ class VideoSegments:
         n, frames = style.shape[:2]
         want = {"content": (n, None, None), "source_indices": (n, frames), "timestamps": (n, frames),
                 "boxes": (n, frames, 4), "probs": (n, frames), "fallback": (n, frames), "window": (n,),
-                "person": (n,)}
+                "person": (n,), "quality": (n, QUALITY_DIM)}
         for k, shape in want.items():
+            if k in OPTIONAL_KEYS and k not in t:
+                continue
             have = tuple(t[k].shape)
             if len(have) != len(shape) or any(w is not None and h != w for h, w in zip(have, shape)):
                 raise ValueError(f"tensor {k} has shape {list(have)}, expected "
                                  f"{['*' if w is None else w for w in shape]} for {n} segments of {frames} frames")
         return cls(content=content.float(), style=style.float(), source_indices=t["source_indices"].numpy(),
                    timestamps=t["timestamps"].numpy(), boxes=t["boxes"].numpy(), probs=t["probs"].numpy(),
-                   fallback=t["fallback"].numpy(), window=t["window"].numpy(), person=t["person"].numpy())
+                   fallback=t["fallback"].numpy(), window=t["window"].numpy(), person=t["person"].numpy(),
+                   quality=t["quality"].float().numpy() if "quality" in t else None)
 
 
 @dataclass

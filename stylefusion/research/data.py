@@ -31,7 +31,8 @@ class CachedFeatures:
 
     Per segment: content [N, C, Dc]; style [N, T, L, Ds]; labels [N] float32 (the video's);
     fallback [N, T] bool; video_index [N] int64 (into ``records``); window [N] and person [N]
-    int64 (where in the video the segment is, and whose crops). Per video: records, one metadata
+    int64 (where in the video the segment is, and whose crops); quality [N, 3] float32 (face px,
+    sharpness, brightness; NaN where the entry did not measure it). Per video: records, one metadata
     dict each (video_id, split, dataset, method, duration, ...), as the entry header stores it, in
     cache order; every video has at least one segment. Count videos with
     :func:`stylefusion.research.manifest.counts` on ``records`` or ``video_labels``.
@@ -47,9 +48,14 @@ class CachedFeatures:
     records: list[dict[str, str]]
     backbone_sha256: str
     preprocessing_sha256: str
+    quality: torch.Tensor | None = None
     #: Valid entries of the splits read that were left out: "other_source" (other backbones or
     #: preprocessing) and "other_windows" (cut otherwise than the expected window_s cuts them).
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.quality is None:
+            self.quality = torch.full((len(self.labels), 3), float("nan"))
 
     def __len__(self) -> int:
         """Samples (segments)."""
@@ -90,7 +96,7 @@ class CachedFeatures:
         return CachedFeatures(self.content[idx], self.style[idx], self.labels[idx], self.fallback[idx],
                               new_index.reshape(-1).long(), self.window[idx], self.person[idx],
                               [self.records[i] for i in kept.tolist()], self.backbone_sha256,
-                              self.preprocessing_sha256, dict(self.skipped))
+                              self.preprocessing_sha256, self.quality[idx], dict(self.skipped))
 
     def videos(self, index: Sequence[int] | torch.Tensor) -> "CachedFeatures":
         """The given videos with all their segments (videos in cache order)."""
@@ -152,6 +158,7 @@ def load_features(cache_dir: str | Path, splits: Sequence[str] | None = None,
     video_index = torch.empty(n, dtype=torch.long)
     window = torch.empty(n, dtype=torch.long)
     person = torch.empty(n, dtype=torch.long)
+    quality = torch.empty(n, 3, dtype=torch.float32)
     records: list[dict[str, str]] = []
     j = 0
     for e in chosen:
@@ -176,6 +183,7 @@ def load_features(cache_dir: str | Path, splits: Sequence[str] | None = None,
         video_index[j:j + s] = len(records)
         window[j:j + s] = torch.from_numpy(np.asarray(seg.window, dtype=np.int64))
         person[j:j + s] = torch.from_numpy(np.asarray(seg.person, dtype=np.int64))
+        quality[j:j + s] = torch.from_numpy(np.asarray(seg.quality, dtype=np.float32))
         records.append(entry.meta)
         j += s
     if not records:
@@ -183,4 +191,4 @@ def load_features(cache_dir: str | Path, splits: Sequence[str] | None = None,
     labels = torch.tensor([float(r["label"]) for r in records])[video_index[:j]]
     (bb, pp), = sources
     return CachedFeatures(content[:j], style[:j], labels, fallback[:j], video_index[:j], window[:j], person[:j],
-                          records, bb, pp, skipped)
+                          records, bb, pp, quality[:j], skipped)

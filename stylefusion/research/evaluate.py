@@ -31,7 +31,9 @@ import torch
 
 from stylefusion._io import atomic_write, atomic_writer
 from stylefusion.errors import StyleFusionError
-from stylefusion.research.metrics import HISTORY_NAME, binary_metrics, predict_logits
+from stylefusion.research.calibrate import (brier_score, expected_calibration_error, head_outputs, reliability,
+                                            sigmoid)
+from stylefusion.research.metrics import HISTORY_NAME, binary_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +123,10 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
     key = FeatureKey.from_model(det, str(model))
     splits = None if split == "all" else [split]
     data = load_features(cache_dir, splits=splits, expect=key)
-    seg_p = torch.sigmoid(predict_logits(det.classify, data.content, data.style).cpu()).numpy().astype(np.float64)
+    logits, embeddings = head_outputs(det.fusion, data.content, data.style)
+    cal = det.config.calibration
+    temperature = cal.temperature if cal is not None else 1.0
+    seg_p = sigmoid(logits / temperature)  # the calibrated p_fake inference reports
     p = data.video_scores(seg_p)  # per video: max over its segments
     decisive = data.decisive(seg_p)  # per video: its most suspicious segment
     labels = data.video_labels.numpy().astype(int)
@@ -140,6 +145,7 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
         # windows than this checkpoint's window_s (re-extract with this checkpoint to include them).
         "skipped_videos": dict(data.skipped),
         "overall": overall, "per_dataset": per_dataset, "per_method": per_method,
+        **honesty(det, data, logits, embeddings),
     }
     if report_dir is not None:
         out = Path(report_dir)
@@ -168,9 +174,115 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
             # One point per video: its most suspicious segment, with the video's score.
             report["figures"] = fig.write_all(out, data.subset(decisive), p, threshold, overall["confusion_matrix"],
                                               hist if hist and hist.is_file() else None, predicted=predicted)
+            report["figures"] |= fig.reliability_diagram(report["calibration"]["reliability"], out)
+            report["figures"] |= fig.risk_coverage(report["risk_coverage"], out)
         atomic_write(out / "report.json", json.dumps(report, indent=2))
         atomic_write(out / "report.md", markdown_report(report))
     return report
+
+
+def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -> dict[str, Any]:
+    """How honest the checkpoint's answers are on this data: calibration, out of domain, abstention.
+
+    - ``calibration``: expected calibration error (15 bins) and Brier score of the raw sigmoid
+      ("before") and of the calibrated probability ("after"), per segment (what the temperature
+      calibrates) and per video (max over segments), and the reliability diagram's points.
+    - ``out_of_domain``: the share of segments, and of videos with a flagged segment, above the
+      checkpoint's out-of-domain threshold, overall and per dataset (absent without statistics).
+    - ``decision``: each segment answered by :func:`stylefusion.decision.decide` (the detector's
+      rule, quality limits included where the cache measured the crops), each video by its most
+      suspicious segment; the share of videos with a verdict (fake or real), their error rate, and
+      the videos without one by reason.
+    - ``risk_coverage``: error rate against the share of videos answered, answering the most
+      confident first (by distance of the calibrated logit to the threshold's, and, with
+      out-of-domain statistics, the most in-domain first), with the decision rule's own point.
+    """
+    from stylefusion.decision import Quality, decide
+    from stylefusion.results import Label, most_suspicious
+
+    c = det.config
+    cal = c.calibration
+    temperature = cal.temperature if cal is not None else 1.0
+    seg_labels = data.labels.numpy().astype(int)
+    v_labels = data.video_labels.numpy().astype(int)
+    p_raw, p_cal = sigmoid(logits), sigmoid(logits / temperature)
+    v_raw, v_cal = data.video_scores(p_raw), data.video_scores(p_cal)
+
+    def scores(y: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+        return {"n": int(len(y)), "ece_before": expected_calibration_error(y, before),
+                "ece_after": expected_calibration_error(y, after), "brier_before": brier_score(y, before),
+                "brier_after": brier_score(y, after)}
+
+    out: dict[str, Any] = {"calibration": {
+        "calibrated": cal is not None, "temperature": float(temperature),
+        "segments": scores(seg_labels, p_raw, p_cal), "videos": scores(v_labels, v_raw, v_cal),
+        "reliability": {"before": reliability(seg_labels, p_raw), "after": reliability(seg_labels, p_cal)}}}
+
+    ood = det.ood_scores(embeddings, data.content, data.style) if det.ood is not None else None
+    datasets = np.array([r["dataset"] for r in data.records])
+    vid = data.video_index.numpy()
+    if ood is not None:
+        flagged = ood > cal.ood_threshold
+        v_flagged = np.zeros(data.num_videos, bool)
+        np.logical_or.at(v_flagged, vid, flagged)
+        per = {}
+        for ds in sorted(set(datasets)):
+            in_ds = datasets == ds
+            seg_in = in_ds[vid]
+            per[ds] = {"segments": int(seg_in.sum()), "flagged_segments": float(flagged[seg_in].mean()),
+                       "videos": int(in_ds.sum()), "flagged_videos": float(v_flagged[in_ds].mean())}
+        out["out_of_domain"] = {"threshold": float(cal.ood_threshold), "flagged_segments": float(flagged.mean()),
+                                "flagged_videos": float(v_flagged.mean()), "per_dataset": per}
+
+    # The detector's rule on every segment, then each video's most suspicious answer.
+    class _Answer:  # what most_suspicious reads
+        def __init__(self, label: Label, p_fake: float | None, reason: str):
+            self.label, self.p_fake, self.reason = label, p_fake, reason
+
+    answers = []
+    for i in range(len(logits)):
+        quality = Quality.from_array(data.quality[i].numpy())
+        label, _, record = decide(c, float(logits[i]), ood_score=None if ood is None else float(ood[i]),
+                                  quality=quality)
+        reason = ("unsupported" if label is Label.UNSUPPORTED else "out_of_domain" if record.out_of_domain
+                  else "uncertain_band" if label is Label.UNCERTAIN else label.value)
+        answers.append(_Answer(label, record.p_fake if label is not Label.UNSUPPORTED else None, reason))
+    v_answer = []
+    for v in range(data.num_videos):
+        mine = [answers[i] for i in np.flatnonzero(vid == v)]
+        top = most_suspicious(mine)
+        v_answer.append(top if top is not None else next(a for a in mine))
+    verdict = np.array([a.label in (Label.FAKE, Label.REAL) for a in v_answer])
+    wrong = np.array([(a.label is Label.FAKE) != bool(y) for a, y in zip(v_answer, v_labels)])
+    reasons: dict[str, int] = {}
+    for a in v_answer:
+        if a.label not in (Label.FAKE, Label.REAL):
+            reasons[a.reason] = reasons.get(a.reason, 0) + 1
+    out["decision"] = {
+        "videos": int(data.num_videos), "answered": float(verdict.mean()) if len(verdict) else 0.0,
+        "error_answered": float(wrong[verdict].mean()) if verdict.any() else None,
+        "error_all_at_threshold": float(((v_cal >= c.threshold).astype(int) != v_labels).mean()),
+        "not_answered": reasons}
+
+    # Risk-coverage: answer the most confident videos first.
+    errors = ((v_cal >= c.threshold).astype(int) != v_labels).astype(float)
+    eps = 1e-12
+    v_logit = np.log(np.clip(v_cal, eps, 1 - eps) / np.clip(1 - v_cal, eps, 1))
+    t_logit = float(np.log(max(c.threshold, eps) / max(1 - c.threshold, eps)))
+    rankings = {"calibrated confidence": -np.abs(v_logit - t_logit)}
+    if ood is not None:
+        v_ood = np.full(data.num_videos, -np.inf)
+        np.maximum.at(v_ood, vid, ood)
+        rankings["in-domain first"] = v_ood
+    curves = {}
+    for name, key in rankings.items():
+        order = np.argsort(key, kind="stable")
+        answered = np.arange(1, len(order) + 1)
+        curves[name] = {"coverage": (answered / len(order)).tolist(),
+                        "risk": (np.cumsum(errors[order]) / answered).tolist()}
+    out["risk_coverage"] = {"curves": curves, "operating_point": {
+        "coverage": out["decision"]["answered"], "risk": out["decision"]["error_answered"]}}
+    return out
 
 
 def _history_beside(det: Any) -> Path | None:
@@ -201,9 +313,43 @@ def markdown_report(report: dict[str, Any]) -> str:
         if methods:
             parts += [f"## Per manipulation method — {ds} (method's fakes vs the dataset's reals)", "",
                       breakdown_table(methods, "Method"), ""]
+    parts += honesty_markdown(report)
     if report.get("figures"):
         parts += ["## Figures", ""] + [f"- [{name}]({Path(p).name})" for name, p in report["figures"].items()] + [""]
     return "\n".join(parts)
+
+
+def honesty_markdown(report: dict[str, Any]) -> list[str]:
+    """The report's calibration, out-of-domain and abstention sections."""
+    cal = report.get("calibration")
+    if not cal:
+        return []
+    parts = ["## Calibration", "",
+             ("Temperature " + f"{cal['temperature']:.4f}" + " (fitted on validation data by training)."
+              if cal["calibrated"] else "**Uncalibrated checkpoint**: temperature 1 (the raw sigmoid)."), "",
+             "| | n | ECE before | ECE after | Brier before | Brier after |", "| --- | --- | --- | --- | --- | --- |"]
+    for unit in ("segments", "videos"):
+        m = cal[unit]
+        parts.append(f"| {unit} | {m['n']} | {_fmt(m['ece_before'])} | {_fmt(m['ece_after'])} | "
+                     f"{_fmt(m['brier_before'])} | {_fmt(m['brier_after'])} |")
+    parts.append("")
+    ood = report.get("out_of_domain")
+    if ood:
+        parts += ["## Out of domain", "", f"Threshold {ood['threshold']:.4f}: {ood['flagged_segments']:.1%} of segments "
+                  f"and {ood['flagged_videos']:.1%} of videos flagged.", "",
+                  "| Dataset | Segments | Flagged | Videos | Flagged |", "| --- | --- | --- | --- | --- |"]
+        for ds, m in ood["per_dataset"].items():
+            parts.append(f"| {ds} | {m['segments']} | {m['flagged_segments']:.1%} | {m['videos']} | "
+                         f"{m['flagged_videos']:.1%} |")
+        parts.append("")
+    d = report.get("decision")
+    if d:
+        why = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(d["not_answered"].items())) or "none"
+        parts += ["## Answers and abstentions", "",
+                  f"With the detector's rule, {d['answered']:.1%} of {d['videos']} videos get a verdict (fake or real), "
+                  f"with an error rate of {_fmt(d['error_answered'])} among them (all videos at the threshold: "
+                  f"{_fmt(d['error_all_at_threshold'])}). Without a verdict, by reason: {why}.", ""]
+    return parts
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@
   a 2-D PCA of the video-level features shaded by the model's decision (nearest-neighbour vote of
   the model's own predictions — the head itself works in a space a 2-D plot cannot show);
 - training curves (Figures 2-3): loss and accuracy, train in blue and validation in red, plus val
-  AUC and the learning rate, read from ``training_history.json``.
+  AUC and the learning rate, read from ``training_history.json``;
+- beyond the report: the reliability diagram (share of fakes against mean p_fake per bin, raw
+  sigmoid and calibrated) and the risk-coverage curve (error rate against the share of videos
+  answered, most confident first, with the decision rule's own point).
 
 matplotlib is used through ``matplotlib.figure.Figure`` (Agg), never ``pyplot``, so nothing global
 is switched and nothing needs a display. The HTML files share one ``plotly.min.js`` written beside
@@ -216,6 +219,68 @@ def training_curves(history_path: Path, out: Path) -> dict[str, str]:
     fig.tight_layout()
     pf.update_layout(title=f"Training curves (best epoch {hist.get('best_epoch')})", height=650)
     return _save(fig, pf, out, "training_curves")
+
+
+def reliability_diagram(points: dict[str, dict[str, list[float]]], out: Path) -> dict[str, str]:
+    """Share of fakes against mean p_fake per bin (``research.calibrate.reliability``), before and
+    after calibration; marker area follows the bin's count."""
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    pf = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                              line={"color": "grey", "dash": "dash"}))
+    for name, colour in (("before", "#868e96"), ("after", "#1c7ed6")):
+        pts = points.get(name) or {}
+        if not pts.get("mean_p"):
+            continue
+        counts = np.asarray(pts["count"], float)
+        size = 20 + 180 * counts / counts.max()
+        label = "raw sigmoid" if name == "before" else "calibrated"
+        ax.plot(pts["mean_p"], pts["fake_share"], color=colour, linewidth=1)
+        ax.scatter(pts["mean_p"], pts["fake_share"], s=size, color=colour, alpha=0.7, label=label)
+        pf.add_trace(go.Scatter(x=pts["mean_p"], y=pts["fake_share"], mode="lines+markers", name=label,
+                                marker={"size": np.sqrt(size).tolist(), "color": colour},
+                                text=[f"{int(c)} segments" for c in counts]))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean p_fake in the bin")
+    ax.set_ylabel("share of fakes in the bin")
+    ax.set_title("Reliability diagram (segments)")
+    ax.legend()
+    pf.update_layout(title="Reliability diagram (segments)", xaxis_title="mean p_fake in the bin",
+                     yaxis_title="share of fakes in the bin", xaxis_range=[0, 1], yaxis_range=[0, 1],
+                     width=560, height=520)
+    return _save(fig, pf, out, "reliability_diagram")
+
+
+def risk_coverage(data: dict[str, Any], out: Path) -> dict[str, str]:
+    """Error rate against the share of videos answered, one curve per ranking, and the rule's point."""
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot()
+    pf = go.Figure()
+    for (name, curve), colour in zip(data["curves"].items(), ("#1c7ed6", "#2f9e44", "#ae3ec9")):
+        ax.plot(curve["coverage"], curve["risk"], color=colour, label=name)
+        pf.add_trace(go.Scatter(x=curve["coverage"], y=curve["risk"], mode="lines", name=name, line={"color": colour}))
+    point = data.get("operating_point") or {}
+    if point.get("risk") is not None:
+        ax.scatter([point["coverage"]], [point["risk"]], color=FAKE_COLOUR, zorder=3, label="the decision rule")
+        pf.add_trace(go.Scatter(x=[point["coverage"]], y=[point["risk"]], mode="markers", name="the decision rule",
+                                marker={"color": FAKE_COLOUR, "size": 11}))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("share of videos answered")
+    ax.set_ylabel("error rate among them")
+    ax.set_title("Risk-coverage")
+    ax.legend()
+    pf.update_layout(title="Risk-coverage", xaxis_title="share of videos answered",
+                     yaxis_title="error rate among them", xaxis_range=[0, 1], width=620, height=440)
+    return _save(fig, pf, out, "risk_coverage")
 
 
 def write_all(out: Path, data: Any, p_fake: np.ndarray, threshold: float, cm: list[list[int]],

@@ -32,8 +32,11 @@ Speed: every cached feature is loaded into memory tensors once (5,000 full-size 
 and batches are drawn by index, so an epoch is pure head compute (see ``benchmarks/bench_train.py``).
 
 The result is a FULL checkpoint (backbones + trained head) saved with ``save_pretrained``, whose
-config says ``trained=True``, what it was trained on and how, and a decision threshold calibrated
-on validation data (max Youden's J, i.e. balanced accuracy).
+config says ``trained=True``, what it was trained on and how, and how its answers are calibrated
+on validation data (:mod:`stylefusion.research.calibrate`): the temperature of its probability,
+the threshold chosen by ``threshold_policy`` (default ``fpr:0.05``) with the validation rates
+there, the conformal uncertain band at ``conformal_alpha``, the out-of-domain statistics
+(``ood.*`` tensors) and the input-quality limits of its training data.
 """
 
 from __future__ import annotations
@@ -54,14 +57,15 @@ import torch
 from torch import nn
 
 from stylefusion._io import atomic_write
+from stylefusion.checkpoint import BACKBONE_PREFIXES
 from stylefusion.config import PRESETS, TrainingRecord, preset_config
 from stylefusion.errors import StyleFusionError
 from stylefusion.research._cli import add_threads_argument, torch_threads
 from stylefusion.research.cache import FeatureKey, recorded_model, windows_match
 from stylefusion.research.data import CachedFeatures, load_features
 from stylefusion.research.manifest import counts
-from stylefusion.research.metrics import (HISTORY_NAME, binary_metrics, calibrate_threshold, predict_logits,
-                                          video_max)
+from stylefusion.research.calibrate import calibrate_head
+from stylefusion.research.metrics import HISTORY_NAME, binary_metrics, predict_logits, video_max
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,8 @@ class TrainOptions:
     val_fraction: float = 0.15  # carved from train (stratified, seeded) only when the cache has no val
     logdir: str | None = None  # TensorBoard; default <out>/runs
     device: str | None = None
+    threshold_policy: str | None = None  # default: the source checkpoint's config (fpr:0.05)
+    alpha: float | None = None  # conformal level; default: the source checkpoint's conformal_alpha
 
     def check(self) -> None:
         if self.init_from and self.model:
@@ -115,6 +121,16 @@ class TrainOptions:
                              f"{self.mixup_prob} in [0, 1]")
         if not 0 < self.val_fraction < 1:
             raise TrainError(f"--val-fraction {self.val_fraction} must be in (0, 1)")
+        if self.alpha is not None and not 0 < self.alpha < 1:
+            raise TrainError(f"--alpha {self.alpha} must be in (0, 1)")
+        if self.threshold_policy is not None:
+            from stylefusion.config import parse_threshold_policy
+            from stylefusion.errors import ConfigError
+
+            try:
+                parse_threshold_policy(self.threshold_policy)
+            except ConfigError as exc:
+                raise TrainError(f"--{exc}") from None
 
 
 @dataclass
@@ -135,6 +151,11 @@ class TrainResult:
     val_metrics: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    calibration: Any = None  # the CalibrationRecord saved with the checkpoint
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def seed_everything(seed: int) -> None:
@@ -160,10 +181,10 @@ def _load_model(opts: TrainOptions, cache_model_ref: str):
         return src, key, ref
     # A fresh head on the source's backbones, optionally sized by a preset.
     head = {k: getattr(preset_config(opts.preset), k) for k in HEAD_FIELDS} if opts.preset else {}
-    config = src.config.replace(**head, trained=False, training=None, threshold=0.5)
+    config = src.config.replace(**head, trained=False, training=None, calibration=None, threshold=0.5)
     torch.manual_seed(opts.seed)  # the fresh head's initial weights follow --seed
     model = StyleFusionDetector(config)
-    state = {k: v for k, v in src.state_dict().items() if not k.startswith("fusion.")}
+    state = {k: v for k, v in src.state_dict().items() if k.startswith(BACKBONE_PREFIXES)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("fusion.") for k in missing):
         raise TrainError(f"{ref}: backbones do not fit the new config (missing {missing[:3]}, "
@@ -284,11 +305,14 @@ def train(opts: TrainOptions) -> TrainResult:
 
     head.load_state_dict(best.state)
     head.eval()
-    # Video level: a video's p_fake is the max over its segments (a fake anywhere makes it fake).
-    seg_prob = torch.sigmoid(predict_logits(head, va.content.to(device), va.style.to(device))).cpu()
-    v_prob, v_labels = va.video_scores(seg_prob), va.video_labels.numpy()
-    threshold, threshold_source = calibrate_threshold(v_labels, v_prob)
-    val_metrics = binary_metrics(v_labels, v_prob, threshold)
+    # Temperature, threshold (by policy), conformal band, out-of-domain statistics, quality limits.
+    policy = {k: v for k, v in (("threshold_policy", opts.threshold_policy), ("conformal_alpha", opts.alpha))
+              if v is not None}
+    c = c.replace(**policy)
+    cal = calibrate_head(head, tr, va, c)
+    # Video level: a video's p_fake is the max over its (calibrated) segments.
+    threshold, threshold_source, v_labels = cal.threshold, cal.threshold_source, va.video_labels.numpy()
+    val_metrics = binary_metrics(v_labels, cal.val_p_fake, threshold)
     val_metrics["loss"] = best.loss
     # Videos by label per subset: a val carved from train still says split "train" in its records.
     split_counts = {"train": counts(tr.video_labels.tolist()), "val": counts(v_labels.tolist())}
@@ -302,13 +326,21 @@ def train(opts: TrainOptions) -> TrainResult:
     atomic_write(out / HISTORY_NAME, json.dumps({
         "epochs": history, "best_epoch": best.epoch, "threshold": threshold,
         "threshold_source": threshold_source, "val_metrics": record.val_metrics}, indent=2))
-    model.fusion = head.cpu()
-    model.config = c.replace(trained=True, threshold=float(threshold), training=record, window_s=window_s)
-    model.cpu().save_pretrained(out)
+    # The saved checkpoint is built from its final config (the calibration decides which buffers it
+    # has) and loaded strictly: the source's backbones, the best head, the out-of-domain statistics.
+    from stylefusion.detector import StyleFusionDetector
+
+    final = StyleFusionDetector(c.replace(trained=True, training=record, window_s=window_s, **cal.config_changes()))
+    state = {k: v for k, v in model.state_dict().items() if k.startswith(BACKBONE_PREFIXES)}
+    state.update({f"fusion.{k}": v.cpu() for k, v in head.state_dict().items()})
+    state.update(cal.ood_state)
+    final.load_state_dict(state, strict=True)
+    final.source = dict(model.source)
+    final.save_pretrained(out)
     logger.info("saved %s: best epoch %d of %d, val auc %s, threshold %.3f", out, best.epoch, len(history),
                 val_metrics["auc"], threshold)
     return TrainResult(out, best.epoch, len(history), float(threshold), val_metrics, history,
-                       time.perf_counter() - t_start)
+                       time.perf_counter() - t_start, cal.record)
 
 
 def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
@@ -462,6 +494,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t-mult", type=int, default=d.t_mult, help=f"cycle length factor (default {d.t_mult})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
                         help="fraction of train used as val when the cache has no val entries")
+    parser.add_argument("--threshold-policy", default=None,
+                        help="how to choose the decision threshold on val videos: 'fpr:RATE' (at most RATE of real "
+                             "videos called fake), 'youden' (max balanced accuracy) or a fixed value (default: the "
+                             "checkpoint's threshold_policy, fpr:0.05)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="conformal level of the uncertain band: the prediction set holds the true label with "
+                             "probability >= 1 - alpha (default: the checkpoint's conformal_alpha, 0.1)")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of init, shuffling and mixup (default {d.seed})")
     parser.add_argument("--logdir", help="TensorBoard folder (default OUT/runs)")
     parser.add_argument("--device", help="torch device (default cuda if available, else cpu)")
@@ -476,6 +515,11 @@ def run_train(args: argparse.Namespace) -> int:
     auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"
     print(f"saved {result.out}: best epoch {result.best_epoch} of {result.epochs_run}; val AUC {auc}, "
           f"accuracy {m['accuracy']:.4f} at threshold {result.threshold:.4f}; {result.seconds:.1f} s")
+    cal = result.calibration
+    if cal is not None:
+        print(f"calibration: temperature {cal.temperature:.3f} (val ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}); "
+              f"val TPR {_pct(cal.val_tpr)} and FPR {_pct(cal.val_fpr)} at the threshold; conformal coverage "
+              f"{_pct(cal.coverage_val)} on val; out-of-domain threshold {cal.ood_threshold:.3f}")
     return 0
 
 
