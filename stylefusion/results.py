@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from stylefusion.explain import style_flow
-
-if TYPE_CHECKING:  # pragma: no cover
-    from stylefusion.config import StyleFusionConfig
 
 #: Version of the layout of ``DetectionResult.to_dict()`` (and of the JSON Schema shipped with it).
 #: 3: a ``decision`` record per judged segment and for the video, the ``unsupported`` label, a

@@ -118,7 +118,8 @@ def test_analyze_untrained_returns_every_output(tiny_ckpt, carphone):
     assert "p_fake" not in verdict  # a number from a random head must not look like an answer
     assert "1 person found, 1 judged" in verdict
     assert all(isinstance(f, go.Figure) for f in (fig_timeline, fig_flow, fig_style, fig_conf))
-    assert {t.name for t in fig_flow.data} == {"style flow", "attention weight"}
+    # No contribution from an untrained head: the style flow, and attention labelled as such.
+    assert {t.name for t in fig_flow.data} == {"style flow", "attention weight (not evidence)"}
     assert "person 0, 0:00–0:04" in fig_flow.layout.title.text  # the plots say whose they are
     # Untrained: the timeline shows presence (who is seen when), not scores.
     bars = [t for t in fig_timeline.data if t.type == "bar"]

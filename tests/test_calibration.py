@@ -376,33 +376,12 @@ def test_a_calibration_record_needs_a_trained_head_and_sane_values():
 @pytest.fixture(scope="module")
 def calibrated_ckpt(tmp_path_factory) -> Path:
     """A tiny checkpoint trained and calibrated by ``stylefusion train`` on a generated cache."""
-    from stylefusion.detector import init_checkpoint
-    from stylefusion.research.cache import FeatureCache, FeatureKey
-    from stylefusion.research.manifest import ManifestRecord
-    from stylefusion.research.train import main as train_main
-    from stylefusion.results import VideoFeatures
+    from trainkit import train_on_features
 
-    work = tmp_path_factory.mktemp("calibrated")
-    init_checkpoint("tiny", work / "backbones", seed=0)
-    det = StyleFusionDetector.from_pretrained(work / "backbones")
-    key = FeatureKey.from_model(det, str(work / "backbones"))
-    c = det.config
-    cache = FeatureCache(work / "cache")
-    content, style, y = _features(c, 60, 7)
-    t = c.num_frames
-    for i in range(60):
-        feats = VideoFeatures(content=content[i], style=style[i], source_indices=np.arange(t),
-                              timestamps=np.arange(t) / 25.0, boxes=np.tile([0, 0, 120, 120], (t, 1)).astype(np.float32),
-                              probs=np.ones(t, np.float32), fallback=np.zeros(t, bool),
-                              quality=np.array([100.0, 0.4, 110.0], np.float32))
-        record = ManifestRecord(f"v{i:02d}", str(work / f"v{i:02d}.mp4"), int(y[i]), "train" if i < 40 else "val",
-                                "synthetic", "generated" if y[i] else "original")
-        cache.write(record, key, feats, fingerprint={"video_size": "1", "video_mtime_ns": "1",
-                                                     "video_sha256_headtail": "0" * 64})
-    out = work / "trained"
-    assert train_main(["--cache", str(cache.root), "--out", str(out), "--epochs", "4", "--batch-size", "8",
-                       "--lr", "3e-3", "--seed", "0", "--threads", "1"]) == 0
-    return out
+    content, style, y = _features(preset_config("tiny"), 60, 7)
+    return train_on_features(tmp_path_factory.mktemp("calibrated"), content, style, y,
+                             ["train" if i < 40 else "val" for i in range(60)],
+                             quality=[100.0, 0.4, 110.0], epochs=4, batch_size=8)
 
 
 def test_a_trained_checkpoint_carries_every_record(calibrated_ckpt):

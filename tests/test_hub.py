@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -43,36 +42,17 @@ def trained_ckpt(tmp_path_factory) -> Path:
     The cache is written directly with FeatureCache (no videos are decoded): fakes' features are
     shifted, so the head learns something and the validation metrics are real numbers.
     """
-    from stylefusion.detector import StyleFusionDetector, init_checkpoint
-    from stylefusion.research.cache import FeatureCache, FeatureKey
-    from stylefusion.research.manifest import ManifestRecord
-    from stylefusion.research.train import main as train_main
-    from stylefusion.results import VideoFeatures
+    from stylefusion.config import preset_config
+    from trainkit import train_on_features
 
-    work = tmp_path_factory.mktemp("hub")
-    backbones = work / "backbones"
-    init_checkpoint("tiny", backbones, seed=0)
-    det = StyleFusionDetector.from_pretrained(backbones)
-    key = FeatureKey.from_model(det, str(backbones))
-    c = det.config
-    t = c.num_frames
-    cache = FeatureCache(work / "cache")
+    c = preset_config("tiny")
     gen = torch.Generator().manual_seed(0)
-    for i in range(N_VIDEOS):
-        label = i % 2
-        content = torch.randn(c.num_clips, c.content_dim, generator=gen) + 0.3 * label
-        style = torch.randn(t, len(c.style_levels), c.style_dim, generator=gen) + 0.3 * label
-        feats = VideoFeatures(content=content, style=style, source_indices=np.arange(t),
-                              timestamps=np.arange(t) / 25.0, boxes=np.zeros((t, 4), np.float32),
-                              probs=np.ones(t, np.float32), fallback=np.zeros(t, bool))
-        record = ManifestRecord(f"v{i:02d}", str(work / f"v{i:02d}.mp4"), label,
-                                "train" if i < N_TRAIN else "val", "synthetic", "generated" if label else "original")
-        cache.write(record, key, feats, fingerprint={"video_size": "1", "video_mtime_ns": "1",
-                                                     "video_sha256_headtail": "0" * 64})
-    out = work / "trained"
-    assert train_main(["--cache", str(cache.root), "--out", str(out), "--epochs", "3", "--batch-size", "4",
-                       "--lr", "3e-3", "--seed", "0", "--threads", "1"]) == 0
-    return out
+    labels = torch.arange(N_VIDEOS) % 2
+    content = torch.randn(N_VIDEOS, c.num_clips, c.content_dim, generator=gen) + 0.3 * labels[:, None, None]
+    style = (torch.randn(N_VIDEOS, c.num_frames, len(c.style_levels), c.style_dim, generator=gen)
+             + 0.3 * labels[:, None, None, None])
+    splits = ["train" if i < N_TRAIN else "val" for i in range(N_VIDEOS)]
+    return train_on_features(tmp_path_factory.mktemp("hub"), content, style, labels, splits)
 
 
 # ---------------------------------------------------------------------------------------------

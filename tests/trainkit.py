@@ -46,3 +46,38 @@ def calibrated_checkpoint(out: Path, sample_videos: list[str], seed: int = 0) ->
     content = torch.cat([f.content for f in feats])  # [N*C, Dc]
     calibrate_backbones(det, style, content)
     det.save_pretrained(out)
+
+
+def train_on_features(work: Path, content: torch.Tensor, style: torch.Tensor, labels, splits: list[str], *,
+                      quality=None, epochs: int = 3, batch_size: int = 4) -> Path:
+    """A tiny checkpoint trained by ``stylefusion train`` on a cache of given features (no video is
+    decoded): one entry per video, ``content [N, C, Dc]``, ``style [N, T, L, Ds]``, ``labels [N]``,
+    ``splits`` ("train"/"val") and optional ``quality [3]`` per video. Returns the trained folder."""
+    import numpy as np
+
+    from stylefusion.detector import StyleFusionDetector, init_checkpoint
+    from stylefusion.research.cache import FeatureCache, FeatureKey
+    from stylefusion.research.manifest import ManifestRecord
+    from stylefusion.research.train import main as train_main
+    from stylefusion.results import VideoFeatures
+
+    work = Path(work)
+    init_checkpoint("tiny", work / "backbones", seed=0)
+    det = StyleFusionDetector.from_pretrained(work / "backbones")
+    key = FeatureKey.from_model(det, str(work / "backbones"))
+    t = det.config.num_frames
+    cache = FeatureCache(work / "cache")
+    for i, (label, split) in enumerate(zip([int(v) for v in labels], splits)):
+        feats = VideoFeatures(content=content[i], style=style[i], source_indices=np.arange(t),
+                              timestamps=np.arange(t) / 25.0,
+                              boxes=np.tile(np.array([0, 0, 120, 120], np.float32), (t, 1)),
+                              probs=np.ones(t, np.float32), fallback=np.zeros(t, bool),
+                              quality=None if quality is None else np.asarray(quality, np.float32))
+        record = ManifestRecord(f"v{i:02d}", str(work / f"v{i:02d}.mp4"), label, split, "synthetic",
+                                "generated" if label else "original")
+        cache.write(record, key, feats, fingerprint={"video_size": "1", "video_mtime_ns": "1",
+                                                     "video_sha256_headtail": "0" * 64})
+    out = work / "trained"
+    assert train_main(["--cache", str(cache.root), "--out", str(out), "--epochs", str(epochs), "--batch-size",
+                       str(batch_size), "--lr", "3e-3", "--seed", "0", "--threads", "1"]) == 0
+    return out
