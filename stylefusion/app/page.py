@@ -315,7 +315,8 @@ class App:
                                             elem_id="evidence-button")
                 evidence_note = gr.Markdown(self.evidence_prompt(), elem_id="evidence-note")
                 evidence_gallery = gr.Gallery(columns=8, height="auto", visible=True, show_label=False,
-                                              elem_id="evidence-gallery")
+                                              allow_preview=True, elem_id="evidence-gallery",
+                                              elem_classes=["person-crops"])
             plot_conf = gr.Plot(label="Face detection confidence", elem_id="plot-confidence")
             with gr.Accordion("The answer as data: people and timeline (the API's summary output)", open=False):
                 summary_json = gr.JSON(label="summary", elem_id="summary")

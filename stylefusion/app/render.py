@@ -596,9 +596,10 @@ def evidence_items(res: DetectionResult) -> list[tuple[np.ndarray, str]]:
     for seg in res.segments:
         for h in seg.heatmaps or []:
             frame = seg.frames[h.position]
-            where_ = f"person {seg.person} · #{frame.source_index} · {frame.contribution:+.2f}"
-            items.append((overlay(seg.crops[h.position], h.style), f"{where_} · style"))
-            items.append((overlay(seg.crops[h.position], h.content), f"{where_} · motion"))
+            # Short enough for a thumbnail: source frame, path, and the frame's contribution.
+            items.append((overlay(seg.crops[h.position], h.style),
+                          f"#{frame.source_index} style {frame.contribution:+.2g}"))
+            items.append((overlay(seg.crops[h.position], h.content), f"#{frame.source_index} motion"))
     return items
 
 
