@@ -90,6 +90,45 @@ def composite_video(path: Path, seconds: float) -> Path:
     return path
 
 
+PEOPLE_FPS = 25
+TILE = (352, 288)  # one person's tile in people_video: the carphone clip (176x144) upscaled 2x
+GAP = 32  # background pixels between tiles
+
+
+def people_video(path: Path, people: int, seconds: float) -> Path:
+    """``people`` copies of the carphone face side by side over a textured background, each copy a
+    different moment of the clip (30 frames apart), ``seconds`` long at 25 fps; reused if present."""
+    import av
+    import cv2
+    import numpy as np
+
+    from videogen import carphone_path, write_video
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    with av.open(str(carphone_path())) as src:
+        faces = [cv2.resize(f.to_ndarray(format="rgb24"), TILE, interpolation=cv2.INTER_CUBIC)
+                 for f in src.decode(video=0)]
+    tw, th = TILE
+    width, height = people * tw + (people + 1) * GAP, th + 2 * GAP
+    width += width % 2
+    background = np.random.default_rng(0).integers(40, 90, size=(height, width, 3), dtype=np.uint8)
+
+    def frame(i: int) -> np.ndarray:
+        img = background.copy()
+        for p in range(people):
+            x = GAP + p * (tw + GAP)
+            img[GAP:GAP + th, x:x + tw] = faces[(i + 30 * p) % len(faces)]
+        return img
+
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    write_video(tmp, int(round(seconds * PEOPLE_FPS)), width=width, height=height, fps=PEOPLE_FPS, frame_fn=frame,
+                options={"crf": "23", "preset": "ultrafast"})
+    os.replace(tmp, path)
+    return path
+
+
 def looped_video(src: Path, dst: Path, copies: int) -> Path:
     """``copies`` copies of ``src`` back to back, by remuxing packets (no re-encoding).
 
@@ -147,3 +186,45 @@ def rss_mb() -> float:
     except OSError:  # pragma: no cover
         pass
     return float("nan")
+
+
+# ----------------------------------------------------------------------------------------------
+# other processes' load (the project machines are shared)
+# ----------------------------------------------------------------------------------------------
+def _busy_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``; NaN without it)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class ForeignLoad:
+    """Share of the machine's cores that OTHER processes kept busy while the block ran (0..1).
+
+    Machine-wide busy time (``/proc/stat``) minus this process's CPU time, over cores x wall time.
+    Other processes' load only ever adds time (barrier waits of the two OpenMP threads included),
+    so a measurement with a share near 0 is the one to trust.
+    """
+
+    def __enter__(self) -> "ForeignLoad":
+        self._t, self._busy, self._own = time.perf_counter(), _busy_seconds(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._t
+        foreign = (_busy_seconds() - self._busy) - (time.process_time() - self._own)
+        self.share = max(0.0, foreign) / ((os.cpu_count() or 1) * wall) if wall > 0 else float("nan")
+
+
+def wait_until_idle(max_wait_s: float, share: float = 0.1, probe_s: float = 0.5) -> float:
+    """Wait (at most ``max_wait_s``) until other processes use less than ``share`` of the cores
+    over ``probe_s``; returns the share last seen."""
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        with ForeignLoad() as load:
+            time.sleep(probe_s)
+        if load.share < share or time.perf_counter() >= deadline:
+            return load.share

@@ -272,6 +272,10 @@ def main(argv=None) -> int:
           f"T={det.config.num_frames}, detect_max_side={det.config.detect_max_side}, "
           f"repeats={args.repeats}, ours: {', '.join(ours)}; setup {time.perf_counter() - t0:.1f}s")
     print(f"# {describe_cpu()}", flush=True)
+    from stylefusion.detector import CPU_STYLE_BATCH
+
+    print("# style encoder on the CPU (faces per pass, per stem pass): "
+          + ", ".join(f"{p} {CPU_STYLE_BATCH[p]}" for p in dict.fromkeys(ours.values())), flush=True)
 
     failures = []
     summary = []

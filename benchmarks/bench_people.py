@@ -3,8 +3,8 @@
     python benchmarks/bench_people.py [--preset full|tiny] [--people 1,2,4] [--windows 1,4,8]
                                       [--precision auto] [--repeats 1] [--window-s 2]
 
-Videos (tests/videogen.py's writer, cached in ``~/.cache/stylefusion-bench`` or
-``$STYLEFUSION_BENCH_CACHE``): P copies of the carphone face (2x bicubic upscale, 352x288 each)
+Videos (``_common.people_video``: tests/videogen.py's writer, cached in ``~/.cache/stylefusion-bench``
+or ``$STYLEFUSION_BENCH_CACHE``): P copies of the carphone face (2x bicubic upscale, 352x288 each)
 side by side over a textured background, each copy a different moment of the clip (30 frames
 apart) so the P people do not move in lockstep; W windows = a video of W x ``window_s`` seconds
 at 25 fps, with ``window_s`` (default 2 s) set in the random checkpoint's config. ``detect(path,
@@ -31,44 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CACHE_DIR, median, peak_rss_mb, rss_mb, table  # noqa: E402
-
-FPS = 25
-TILE = (352, 288)  # one person's tile: the carphone clip (176x144) upscaled 2x
-GAP = 32  # background pixels between tiles
-
-
-def people_video(path: Path, people: int, seconds: float) -> Path:
-    """``people`` copies of the carphone face side by side, ``seconds`` long, reused if present."""
-    import av
-    import cv2
-    import numpy as np
-
-    from videogen import carphone_path, write_video
-
-    path = Path(path)
-    if path.is_file():
-        return path
-    with av.open(str(carphone_path())) as src:
-        faces = [cv2.resize(f.to_ndarray(format="rgb24"), TILE, interpolation=cv2.INTER_CUBIC)
-                 for f in src.decode(video=0)]
-    tw, th = TILE
-    width, height = people * tw + (people + 1) * GAP, th + 2 * GAP
-    width += width % 2
-    background = np.random.default_rng(0).integers(40, 90, size=(height, width, 3), dtype=np.uint8)
-
-    def frame(i: int) -> np.ndarray:
-        img = background.copy()
-        for p in range(people):
-            x = GAP + p * (tw + GAP)
-            img[GAP:GAP + th, x:x + tw] = faces[(i + 30 * p) % len(faces)]
-        return img
-
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    write_video(tmp, int(round(seconds * FPS)), width=width, height=height, fps=FPS, frame_fn=frame,
-                options={"crf": "23", "preset": "ultrafast"})
-    os.replace(tmp, path)
-    return path
+from _common import CACHE_DIR, median, peak_rss_mb, people_video, rss_mb, table  # noqa: E402
 
 
 def child(ckpt: str, video: str, people: int, windows: int, precision: str, threads: int) -> dict:

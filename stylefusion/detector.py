@@ -47,11 +47,19 @@ from stylefusion.video import Frames, read_frames
 
 logger = logging.getLogger(__name__)
 
-#: Faces per style-encoder pass on the CPU (small batches keep the activations in cache on 2 cores).
-CPU_STYLE_BATCH = 4
-#: Faces per style-encoder pass on a GPU (bounds activation memory).
+#: On the CPU, by precision: (faces per style-encoder pass, faces that run the first stages together),
+#: see ``StyleEncoder.forward_features``. fp32 (Winograd, tuned on 2 AVX2 cores): 4 and 1, the large
+#: early maps of one face stay in cache (and these exact batches are what the fp32 numbers are pinned
+#: to: a stem batch of 4 changes the last bits). bf16 (oneDNN's AVX512-BF16 kernels, 2 cores, full
+#: preset, ``benchmarks/bench_style.py``): 16 and 4 are as fast as 4 and 1 on an idle machine (0.21-0.22
+#: s per face; larger stems are 5-10% slower, the maps leave the cache) and 1.9x faster on a loaded one
+#: (a quarter as many operations per face, so the two threads wait less for each other), for about
+#: 220 MB more activations.
+CPU_STYLE_BATCH: dict[str, tuple[int, int]] = {"fp32": (4, 1), "bf16": (16, 4)}
+#: Faces per style-encoder pass on a GPU (bounds activation memory), all stages together.
 GPU_STYLE_BATCH = 16
-#: Content clips per pass of the 3D ResNet (activation memory of a clip is ~0.1 GB on the CPU).
+#: Content clips per pass of the 3D ResNet (activation memory of a clip is ~0.1 GB on the CPU). Two is
+#: also the fastest in bf16 on 2 cores (0.18 s per clip against 0.19 with 4 and 0.23 with 8).
 CPU_CONTENT_BATCH, GPU_CONTENT_BATCH = 2, 32
 #: Windows analysed at most per video by default (spread evenly over a longer video).
 CPU_MAX_WINDOWS, GPU_MAX_WINDOWS = 8, 32
@@ -68,8 +76,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     Args:
         config: architecture, preprocessing and decision rule (what the weights were made with).
-        style_batch_size: faces per style-encoder pass (default: 4 on a CPU, 16 on a GPU). A
-            runtime setting, not part of the checkpoint.
+        style_batch_size: faces per style-encoder pass (default: on a CPU 4 in fp32 and 16 in bf16,
+            :data:`CPU_STYLE_BATCH`; 16 on a GPU). A runtime setting, not part of the checkpoint.
         precision: ``"auto"`` (default), ``"fp32"`` or ``"bf16"``: the number format of both
             feature extractors (:mod:`stylefusion.precision`). ``fp32`` is exact; ``bf16`` runs them
             under bf16 autocast (CPU or CUDA); ``auto`` is bf16 on CUDA and on CPUs with native bf16
@@ -264,12 +272,15 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
     def style_features(self, crops: np.ndarray) -> torch.Tensor:
         """Stage 3a: [T, S, S, 3] uint8 crops → [T, n_levels, style_dim] pSp latents.
 
-        On the CPU small batches are faster (4 faces per pass, the first stages one face at a time:
-        ``StyleEncoder.forward_features`` says why); GPUs want large batches.
+        On the CPU the batching depends on the precision in use (:data:`CPU_STYLE_BATCH`: fp32 4 faces
+        per pass, the first stages one face at a time; bf16 16 per pass, the first stages 4 at a
+        time); GPUs want large batches. ``style_batch_size`` replaces the faces per pass.
         """
-        on_cpu = self.device.type == "cpu"
-        bs = self.style_batch_size or (CPU_STYLE_BATCH if on_cpu else GPU_STYLE_BATCH)
-        stem_batch = 1 if on_cpu else None
+        if self.device.type == "cpu":
+            bs, stem_batch = CPU_STYLE_BATCH[self._precision]
+        else:
+            bs, stem_batch = GPU_STYLE_BATCH, None
+        bs = self.style_batch_size or bs
         chunks = []
         x_all = torch.from_numpy(np.ascontiguousarray(crops))
         with torch.inference_mode(), self._autocast():

@@ -9,25 +9,31 @@ window becomes a judged **segment**: T crops of that one person. The others are 
 reason they were not judged. No network runs here: ``stylefusion faces`` uses it as it is, the
 detector passes the judged segments' crops through its extractors together.
 
-Frames are dropped once a window's crops are cut (the previous window's are kept only to link its
-people to the next window's), so memory does not grow with the video's length or its windows.
+Where a core is free for it (:func:`decode_ahead`: faces detected on a GPU, or fewer PyTorch threads
+than cores), the next window is decoded while the faces of the current one are detected (a worker
+thread, :class:`stylefusion.video.Prefetch`), one window ahead at most. Frames are dropped once a window's
+crops are cut; of the previous window only the frames that link its people to the next window's
+are kept (each person's last frame), so memory is about two windows' frames whatever the video's
+length or its number of windows, as before decoding ahead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 
 from stylefusion.config import StyleFusionConfig
 from stylefusion.errors import VideoReadError
 from stylefusion.faces import FaceCropper, FaceTrack, PersonTrack, link_across_windows
 from stylefusion.results import Label, SegmentResult, VideoFeatures
-from stylefusion.video import Frames, VideoReader, Window
+from stylefusion.video import Frames, Prefetch, VideoReader, Window
 
 #: People judged at most per window by default (the most present ones; the others are listed).
 DEFAULT_MAX_PEOPLE = 4
@@ -83,16 +89,54 @@ def _no_progress(stage: str, fraction: float) -> None:
     return None
 
 
+def decode_ahead(cropper: FaceCropper) -> bool:
+    """Whether :func:`analyse_people` decodes the next window while faces are detected: when the
+    face detector runs on a GPU, or when this process may use more CPU cores than PyTorch's threads.
+
+    On a CPU whose every core runs the detector's threads, the decoder only takes cores from them:
+    on 2 cores with 2 threads, a 4-window 720p video took 0.91x as long with decoding ahead
+    (``benchmarks/bench_prefetch.py``; MTCNN's parallel regions wait for the preempted thread), and
+    0.94x with the decoder at the lowest scheduling priority.
+    """
+    device = getattr(cropper, "device", "cpu")
+    if torch.device(device).type != "cpu":
+        return True
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return cores > torch.get_num_threads()
+
+
+def linking_frames(frames: Frames, tracks: list[PersonTrack]) -> Frames:
+    """What :func:`~stylefusion.faces.link_across_windows` reads of a previous window: ``frames``
+    with only each track's last image kept (the others black), to hold while the next window is read.
+
+    Linking compares a previous track's last box, its descriptors and the picture at its last frame
+    (shot-cut check) with the next window's first ones. The array is allocated zeroed (``np.zeros``:
+    large ones are fresh pages the system maps on first write), so the black frames cost no memory.
+    """
+    images = np.zeros(frames.images.shape, frames.images.dtype)
+    for t in {track.last_t for track in tracks}:
+        images[t] = frames.images[t]
+    return Frames(images, frames.source_indices, frames.timestamps, frames.info)
+
+
 def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCropper, max_windows: int,
                    max_people: int, timings: dict[str, float] | None = None,
-                   progress: ProgressFn | None = None) -> Analysis:
+                   progress: ProgressFn | None = None, prefetch: bool | None = None) -> Analysis:
     """Windows → frames → tracks → person ids → segments for one video.
 
     Args:
         max_windows: windows analysed at most (spread evenly over a longer video).
         max_people: people judged at most per window, the most present ones.
-        timings: ``sampling`` and ``faces`` seconds are added to it.
+        timings: ``sampling`` and ``faces`` seconds are added to it (``sampling``: opening and
+            scanning the video, then waiting for frames: decoding that overlaps face detection is
+            not counted).
         progress: ``progress(stage, fraction)`` with ``sampling`` then ``faces`` up to 0.5.
+        prefetch: decode the next window in a worker thread while the faces of the current one are
+            detected (:class:`~stylefusion.video.Prefetch`); False reads in this thread. None (the
+            default): :func:`decode_ahead`, i.e. only where a core is free for the decoder.
 
     Raises:
         VideoReadError: the file cannot be read as a video.
@@ -101,6 +145,7 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
     c = config
     timings = {} if timings is None else timings
     report = progress or _no_progress
+    prefetch = decode_ahead(cropper) if prefetch is None else prefetch
     if max_windows < 1 or max_people < 1:
         raise ValueError(f"max_windows={max_windows} and max_people={max_people} must be >= 1")
     report("sampling", 0.0)
@@ -112,8 +157,12 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
     prev: tuple[Window, list[PersonTrack], list[int], Frames] | None = None
     next_id = 0
     sampled = found = done = 0
-    with reader:
+    with reader, contextlib.ExitStack() as stack:
         frames_iter = reader.iter_read(windows, c.num_frames)
+        if prefetch:  # closed (the worker joined) before the reader is
+            frames_iter = stack.enter_context(Prefetch(frames_iter, depth=1, name="stylefusion-decode"))
+        else:
+            stack.callback(frames_iter.close)
         while True:
             with timed(timings, "sampling"):
                 item = next(frames_iter, None)
@@ -169,7 +218,8 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
                     analysis.crops.append(centre_crops(cropper, frames))
                     analysis.judged.append(seg)
                     analysis.segments.append(seg)
-            prev = (window, tracks, [int(i) for i in ids], frames)
+            prev = (window, tracks, [int(i) for i in ids], linking_frames(frames, tracks))
+            del item, frames, detections  # the next window may be decoding: hold one window, not two
             done += 1
             report("faces", 0.05 + 0.45 * done / n_analysed)
         analysis.info = reader.info.to_dict()

@@ -24,6 +24,13 @@ sees what it was trained on instead of frames minutes apart. :class:`VideoReader
 then decodes only the frames asked for; :func:`read_frames` is one window over the whole video.
 At most ``max_windows`` stretches are analysed, spread evenly (first and last included), so a
 10-hour video costs what ``max_windows`` short ones do (plus the packet scan).
+
+Decoding ahead (issue 17). :class:`Prefetch` runs an iterator such as ``iter_read`` in one worker
+thread, one item ahead of its consumer: the next window decodes while the faces of the current one
+are detected (PyAV releases the GIL while it decodes; :func:`stylefusion.people.analyse_people`
+does it where a core is free for the decoder). At most one window is decoded and not yet handed
+out, errors reach the consumer at the item where they happened, and closing it (leaving the
+``with`` block, also on an exception) stops and joins the thread.
 """
 
 from __future__ import annotations
@@ -32,11 +39,14 @@ import bisect
 import logging
 import math
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -727,6 +737,129 @@ def read_frames(path: str | Path, num_frames: int = 32,
     """
     with VideoReader(path, max_frame_side) as reader:
         return reader.read(reader.windows(math.inf)[0], num_frames)
+
+
+T = TypeVar("T")
+
+_ITEM, _END, _ERROR = "item", "end", "error"
+
+
+class Prefetch(Iterator[T], Generic[T]):
+    """The items of ``source``, each one produced by a worker thread while the consumer works on
+    the previous one.
+
+    Used around :meth:`VideoReader.iter_read` by :func:`stylefusion.people.analyse_people`: window
+    k+1 is decoded while the faces of window k are detected. ``depth`` items at most are produced
+    and not yet taken (the worker asks ``source`` for the next item only once the consumer has
+    taken the previous one), so with the default of 1 at most one window of frames is held ahead
+    of the consumer. An exception raised by ``source`` is raised by ``next()`` at the position where
+    it happened (the items before it are handed out first), with its traceback.
+
+    :meth:`close` (also on leaving a ``with`` block, whatever the reason, and when the consumer
+    drops the object) stops the worker: an item being produced is finished, then dropped, the
+    worker closes ``source`` (a generator's ``finally`` runs in the worker) and ``close`` joins the
+    thread, so nothing of ``source`` runs after it returns. Close it before what ``source`` reads
+    (the :class:`VideoReader`) is closed.
+
+    Example:
+        >>> with VideoReader(path) as reader, Prefetch(reader.iter_read(windows, 32)) as items:  # doctest: +SKIP
+        ...     for window, frames in items:
+        ...         detect(frames)  # the next window decodes meanwhile
+    """
+
+    def __init__(self, source: Iterable[T], depth: int = 1, name: str = "stylefusion-prefetch"):
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        self._items: queue.Queue = queue.Queue(maxsize=depth)  # never full: ``room`` admits depth items
+        self._room = threading.Semaphore(depth)  # items the worker may produce before one is taken
+        self._stop = threading.Event()
+        self._close_error: list[BaseException] = []
+        self._done = False
+        # The worker holds the shared pieces, not self: a consumer that drops this object without
+        # closing it lets it be collected, and __del__ then stops the worker.
+        self._thread = threading.Thread(
+            target=_produce, args=(iter(source), self._items, self._room, self._stop, self._close_error),
+            name=name, daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Prefetch[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        kind, value = self._items.get()
+        if kind == _ITEM:
+            self._room.release()  # taken: the worker may produce the next one now
+            return value
+        self._done = True
+        self._thread.join()
+        if kind == _ERROR:
+            try:
+                raise value
+            finally:
+                del value  # no reference cycle through the traceback
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the worker and join it (idempotent). Raises what closing ``source`` raised, if anything."""
+        self._done = True
+        self._stop.set()
+        self._room.release()  # wake a worker waiting for room
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        _drain(self._items)  # an item produced and never taken
+        if self._close_error:
+            raise self._close_error.pop()
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)  # None: __init__ failed before the worker existed
+        if stop is not None and not stop.is_set():
+            stop.set()  # dropped without close(): let the worker end (nothing to join from here)
+            self._room.release()
+
+
+def _produce(source: Iterator, items: queue.Queue, room: threading.Semaphore, stop: threading.Event,
+             close_error: list[BaseException]) -> None:
+    """The worker of :class:`Prefetch`: one item per unit of room until the end, an error or stop."""
+    try:
+        while True:
+            room.acquire()
+            if stop.is_set():
+                return
+            try:
+                item = next(source)
+            except StopIteration:
+                items.put((_END, None))
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                items.put((_ERROR, exc))
+                return
+            items.put((_ITEM, item))
+            del item
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            try:
+                close()
+            except BaseException as exc:  # noqa: BLE001 - raised by Prefetch.close
+                close_error.append(exc)
+        if stop.is_set():
+            _drain(items)
+
+
+def _drain(items: queue.Queue) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _decode_targets(path: Path, container, stream, scan: _Scan, wanted: list[int],

@@ -144,6 +144,52 @@ def _crops(det, n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
 
 
+def _style_passes(det, n: int) -> list[tuple[int, int | None]]:
+    """(faces, stem_batch) of each style-encoder pass of ``det.style_features`` on n crops."""
+    calls = []
+    real = det.style.forward
+
+    def spy(x, stem_batch=None):
+        calls.append((len(x), stem_batch))
+        return real(x, stem_batch)
+
+    det.style.forward = spy
+    try:
+        out = det.style_features(_crops(det, n))
+    finally:
+        del det.style.forward
+    assert out.shape[0] == n
+    return calls
+
+
+@pytest.mark.parametrize("native, want", [(True, "bf16"), (False, "fp32")])
+def test_cpu_style_batching_follows_the_precision_auto_picks(tiny_ckpt, native_bf16, native, want):
+    """The CPU batching of the style encoder is the one of the precision ``auto`` resolved to."""
+    from stylefusion.detector import CPU_STYLE_BATCH
+
+    native_bf16(native)
+    det = StyleFusionDetector.from_pretrained(tiny_ckpt)
+    assert det.precision == want
+    bs, stem = CPU_STYLE_BATCH[want]
+    n = 2 * bs + 3
+    assert _style_passes(det, n) == [(bs, stem), (bs, stem), (3, stem)]
+    det.style_batch_size = 5  # the explicit setting replaces the faces per pass, not the stem batch
+    assert _style_passes(det, 12) == [(5, stem), (5, stem), (2, stem)]
+
+
+def test_fp32_cpu_style_batching_is_pinned(tiny_ckpt):
+    """fp32 keeps 4 faces per pass, the first stages one at a time: a stem batch of more than one
+    face changes the last bits of the full-size encoder's fp32 latents (oneDNN blocks differently),
+    and fp32 is the exact path."""
+    from stylefusion.detector import CPU_STYLE_BATCH
+
+    assert CPU_STYLE_BATCH["fp32"] == (4, 1)
+    bs, stem = CPU_STYLE_BATCH["bf16"]
+    assert bs >= 1 and 1 <= stem <= bs
+    det = StyleFusionDetector.from_pretrained(tiny_ckpt, precision="fp32")
+    assert _style_passes(det, 6) == [(4, 1), (2, 1)]
+
+
 def test_bf16_on_cpu_is_close_to_fp32_and_builds_no_winograd_filters(tiny_ckpt, monkeypatch):
     fp32 = StyleFusionDetector.from_pretrained(tiny_ckpt, precision="fp32")
     bf16 = StyleFusionDetector.from_pretrained(tiny_ckpt, precision="bf16")

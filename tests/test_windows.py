@@ -380,3 +380,266 @@ def test_stopping_early_closes_the_pass(ninety_seconds, monkeypatch):
         it.close()  # the caller leaves the loop
         assert all(closed)  # the scan's and the pass's containers
         assert [w.index for w, _ in reader.iter_read(windows[4:], 8)] == [4, 5]  # the reader still works
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding ahead (issue 17): the next window decodes while the faces of this one are detected
+# ------------------------------------------------------------------------------------------------
+# No timings are asserted (speed is measured by benchmarks/bench_extract.py): events and spies show
+# the order in which things happen, and each wait has a generous deadline only so that a broken
+# overlap fails instead of hanging.
+DEADLINE_S = 60.0
+DECODE_THREAD = "stylefusion-decode"
+
+
+def _decode_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == DECODE_THREAD]
+
+
+class _SpyCropper:
+    """A FaceCropper stand-in: no face anywhere; records what each detect call saw, and may wait
+    for an event or raise (``on_detect(k)``, k = 0, 1, ... in call order)."""
+
+    def __init__(self, on_detect=None):
+        self.calls: list[int] = []  # first source frame of each detect call's window
+        self.returned = 0  # detect calls that have returned
+        self.on_detect = on_detect
+
+    def detect(self, images):
+        k = len(self.calls)
+        self.calls.append(read_barcode(images[0]))
+        if self.on_detect is not None:
+            self.on_detect(k)
+        self.returned += 1
+        return [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))] * len(images)
+
+    def track_people(self, frames, detections):
+        return []
+
+
+class _DecodeSpy:
+    """Wraps ``video._decode_targets`` (one call per window of a seekable file): an event per call
+    (set when it starts), how many detect calls had returned then, and whether one is running."""
+
+    def __init__(self, monkeypatch, cropper: _SpyCropper, fail_on: int | None = None):
+        import threading
+
+        self.started = [threading.Event() for _ in range(16)]
+        self.returned_at: list[int] = []
+        self.threads: list[str] = []
+        self.running = 0
+        real = video._decode_targets
+
+        def spy(*args, **kwargs):
+            j = len(self.returned_at)
+            self.returned_at.append(cropper.returned)
+            self.threads.append(threading.current_thread().name)
+            self.started[j].set()
+            self.running += 1
+            try:
+                if j == fail_on:
+                    raise RuntimeError(f"disk gone while decoding window #{j}")
+                return real(*args, **kwargs)
+            finally:
+                self.running -= 1
+
+        monkeypatch.setattr(video, "_decode_targets", spy)
+
+
+def _analyse(path, cropper, max_windows: int = 4, prefetch: bool | None = True):
+    from stylefusion.config import StyleFusionConfig
+    from stylefusion.people import analyse_people
+
+    return analyse_people(path, StyleFusionConfig(window_s=15.0), cropper, max_windows, 4, prefetch=prefetch)
+
+
+def test_next_window_decodes_while_faces_are_detected(three_minutes, monkeypatch):
+    """Decoding of window k+1 starts before the face detection of window k returns, in a worker
+    thread, and never more than one window ahead of the detection."""
+    overlapped = []
+
+    def wait_for_next_decode(k):  # detection of window k waits until window k+1 is being decoded
+        if k + 1 < 4:
+            overlapped.append(spy.started[k + 1].wait(DEADLINE_S))
+
+    cropper = _SpyCropper(wait_for_next_decode)
+    spy = _DecodeSpy(monkeypatch, cropper)
+    analysis = _analyse(three_minutes, cropper)  # analysed windows 0, 4, 7, 11 of 12
+    assert cropper.calls == [0, 600, 1050, 1650]  # every window, in order (first sampled frame)
+    assert overlapped == [True, True, True]  # without decoding ahead, each wait would run out
+    assert set(spy.threads) == {DECODE_THREAD}
+    # Window j decodes while window j-1's faces are detected, and only once window j-2's detection
+    # has returned (window j-1 taken by the consumer): one window ahead at most.
+    assert spy.returned_at == [0, 0, 1, 2]
+    assert [w.index for w in analysis.windows if w.analysed] == [0, 4, 7, 11]
+    assert not _decode_threads()
+
+
+def test_without_prefetch_decoding_waits_for_detection(three_minutes, monkeypatch):
+    """The control: reading in the consumer's thread, window k+1 is decoded only after detection of
+    window k has returned (what the test above tells apart)."""
+    cropper = _SpyCropper()
+    spy = _DecodeSpy(monkeypatch, cropper)
+    _analyse(three_minutes, cropper, prefetch=False)
+    assert cropper.calls == [0, 600, 1050, 1650]
+    assert spy.returned_at == [0, 1, 2, 3]
+    assert DECODE_THREAD not in spy.threads
+
+
+@pytest.mark.parametrize("free_core", [True, False])
+def test_by_default_decoding_ahead_follows_decode_ahead(three_minutes, monkeypatch, free_core):
+    from stylefusion import people
+
+    monkeypatch.setattr(people, "decode_ahead", lambda cropper: free_core)
+    cropper = _SpyCropper()
+    spy = _DecodeSpy(monkeypatch, cropper)
+    _analyse(three_minutes, cropper, prefetch=None)
+    assert (DECODE_THREAD in spy.threads) is free_core
+    assert cropper.calls == [0, 600, 1050, 1650]
+
+
+def test_decode_ahead_only_where_a_core_is_free(monkeypatch):
+    """On a GPU, or with fewer PyTorch threads than usable cores; not when every core runs them."""
+    import torch
+
+    from stylefusion import people
+
+    monkeypatch.setattr(people.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(people.torch, "get_num_threads", lambda: 2)
+    assert people.decode_ahead(_SpyCropper()) is False  # 2 cores, 2 threads (no device: the CPU)
+    monkeypatch.setattr(people.torch, "get_num_threads", lambda: 1)
+    assert people.decode_ahead(_SpyCropper()) is True
+
+    class OnGpu(_SpyCropper):
+        device = torch.device("cuda", 0)
+
+    monkeypatch.setattr(people.torch, "get_num_threads", lambda: 2)
+    assert people.decode_ahead(OnGpu()) is True
+
+
+def test_decode_error_reaches_the_consumer_after_the_windows_before_it(three_minutes, monkeypatch):
+    cropper = _SpyCropper()
+    spy = _DecodeSpy(monkeypatch, cropper, fail_on=2)  # the third analysed window (7)
+    with pytest.raises(RuntimeError, match="disk gone while decoding window #2"):
+        _analyse(three_minutes, cropper)
+    assert cropper.calls == [0, 600]  # the windows before it were detected, nothing after it
+    assert len(spy.returned_at) == 3 and spy.running == 0
+    assert not _decode_threads()  # the worker was joined
+
+
+def test_detection_error_stops_and_joins_the_decoder(three_minutes, monkeypatch):
+    """The consumer stops early (face detection raises on the second window): the worker stops
+    after the one window it may be decoding, is joined before analyse_people returns, and the
+    reader is closed after it."""
+    def fail_second(k):
+        if k == 1:
+            assert spy.started[2].wait(DEADLINE_S)  # window 7 is being decoded ahead meanwhile
+            raise KeyboardInterrupt  # the worst case: the user presses Ctrl-C
+
+    cropper = _SpyCropper(fail_second)
+    spy = _DecodeSpy(monkeypatch, cropper)
+    closed = []
+    real_close = VideoReader.close
+
+    def close(self):
+        closed.append([t.name for t in _decode_threads()])  # what is still running when it closes
+        real_close(self)
+
+    monkeypatch.setattr(VideoReader, "close", close)
+    with pytest.raises(KeyboardInterrupt):
+        _analyse(three_minutes, cropper)
+    assert cropper.calls == [0, 600]
+    assert len(spy.returned_at) == 3  # window 11 was never decoded: one window ahead at most
+    assert spy.running == 0 and not _decode_threads()
+    assert closed == [[]]  # the reader was closed once, after the decoder had stopped
+
+
+def test_linking_reads_only_the_frames_kept_of_the_previous_window(carphone, monkeypatch):
+    """people.linking_frames keeps each previous track's last frame only: linking across windows
+    gives the same people as with the whole previous window's frames."""
+    from stylefusion import people
+    from stylefusion.config import StyleFusionConfig
+    from stylefusion.faces import FaceCropper
+
+    config = StyleFusionConfig(window_s=2.5)  # the 4-second clip in 2 windows
+    cropper = FaceCropper(config)
+
+    def summary():
+        a = people.analyse_people(carphone, config, cropper, 2, 4)
+        return [(s.window, s.person, s.judged, s.distinct_frames) for s in a.segments]
+
+    thin = summary()
+    monkeypatch.setattr(people, "linking_frames", lambda frames, tracks: frames)
+    assert thin == summary()
+    assert [(w, p) for w, p, _, _ in thin] == [(0, 0), (1, 0)]  # one person, linked across
+
+
+# -- Prefetch itself ------------------------------------------------------------------------------
+def _source(n: int, log: list, taken: list, fail_at: int | None = None):
+    """Items 0..n-1; logs (item, items the consumer had taken) at each production."""
+    try:
+        for i in range(n):
+            log.append((i, len(taken)))
+            if i == fail_at:
+                raise ValueError(f"bad item {i}")
+            yield i
+    finally:
+        log.append("closed")
+
+
+def test_prefetch_hands_out_every_item_in_order_one_ahead_at_most():
+    log, taken = [], []
+    with video.Prefetch(_source(6, log, taken)) as items:
+        for i in items:
+            taken.append(i)
+    assert taken == list(range(6))
+    # item i is produced only once the consumer has taken item i-1 (never two ahead)
+    assert all(i <= seen + 1 for i, seen in log[:-1]) and log[-1] == "closed"
+    assert next(items, "end") == "end"  # exhausted stays exhausted
+
+
+def test_prefetch_raises_the_error_at_its_item():
+    log, taken = [], []
+    items = video.Prefetch(_source(6, log, taken, fail_at=3))
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        for i in items:
+            taken.append(i)
+    assert taken == [0, 1, 2]
+    assert any(frame.name == "_source" for frame in info.traceback)  # where it happened
+    assert log[-1] == "closed" and not items._thread.is_alive()
+    assert next(items, "end") == "end"
+    items.close()  # idempotent
+
+
+def test_prefetch_early_stop_closes_the_source_in_the_worker_and_joins():
+    import threading
+
+    closed_in = []
+
+    def source():
+        try:
+            yield from range(100)
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    with video.Prefetch(source(), name="prefetch-test") as items:
+        assert next(items) == 0
+    assert closed_in == ["prefetch-test"] and not items._thread.is_alive()
+    with pytest.raises(StopIteration):
+        next(items)
+    with pytest.raises(ValueError, match="depth"):
+        video.Prefetch(iter([]), depth=0)
+
+
+def test_prefetch_dropped_without_close_lets_its_worker_end():
+    import gc
+
+    items = video.Prefetch(iter(range(100)))
+    assert next(items) == 0
+    worker = items._thread
+    del items
+    gc.collect()
+    worker.join(DEADLINE_S)
+    assert not worker.is_alive()
