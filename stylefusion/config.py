@@ -137,6 +137,15 @@ def _check_field(name: str, value: Any, m: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # The training record
 # ----------------------------------------------------------------------------------------------
+def _record(cls: type, data: dict[str, Any], name: str) -> Any:
+    """``cls(**data)`` for a record of config.json, refusing fields it does not know by name."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"config {name} has unknown fields {_quote(unknown)}")
+    return cls(**data)
+
+
+
 @dataclass
 class TrainingRecord:
     """What a trained fusion head was trained on and how: filled by ``stylefusion train``.
@@ -177,11 +186,7 @@ class TrainingRecord:
             dataset = data.pop("dataset")
             data.setdefault("datasets", [str(dataset)])
             data.setdefault("data_summary", str(dataset))
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"config training has unknown fields {_quote(unknown)}")
-        record = cls(**data)
+        record = _record(cls, data, "training")
         for name in ("datasets", "hub_datasets"):
             value = getattr(record, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -242,11 +247,7 @@ class CalibrationRecord:
             return data
         if not isinstance(data, dict):
             raise ConfigError(f"config calibration={_quote(data)} must be a JSON object or null")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"config calibration has unknown fields {_quote(unknown)}")
-        record = cls(**data)
+        record = _record(cls, data, "calibration")
         if not (_is_number(record.temperature) and 0.01 <= record.temperature <= 100):
             raise ConfigError(f"config calibration.temperature={_quote(record.temperature)} must be in [0.01, 100]")
         for name in ("val_tpr", "val_fpr", "conformal_quantile", "coverage_val", "ood_val_flagged"):

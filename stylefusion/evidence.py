@@ -62,8 +62,8 @@ absolute-value display of them would not pass the check. Frame contributions: ra
 Cost: each map is ``n_steps`` forward and backward passes through an extractor; chosen frames are
 bounded (:data:`DEFAULT_MAX_FRAMES`) and attributions run in float32 with autograd on, whatever
 the detector's precision and the caller's grad mode, without changing the detector's weights or
-modes. Full preset on 2 shared AVX-512 CPU cores (``benchmarks/bench_explain.py``, load average
-2.2-2.4): contributions 0.02 s, 4 frames' heatmaps 116 s (29 s a frame, 16 steps), 4.9 GB peak RSS.
+modes. Full preset on 2 idle AVX-512 CPU cores (``benchmarks/bench_explain.py --repeats 2``):
+contributions 0.02 s, 4 frames' heatmaps 108.6 s (27 s a frame, 16 steps), 4.9 GB peak RSS.
 """
 
 from __future__ import annotations

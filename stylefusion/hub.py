@@ -283,9 +283,10 @@ def render_space_readme(manifest: dict[str, Any], model: SpaceModel | None = Non
     body += [
         ("Upload a video with a face: StyleFusion samples frames, crops the face and combines how "
          "the video moves (a 3D ResNet-50) with how the face's StyleGAN style changes over time "
-         "(a pSp encoder and a StyleGRU). You get a verdict (fake / real / uncertain / no face) with "
-         "its probability and threshold, the face crops it analysed, per-frame plots and a JSON "
-         "report. A verdict is a reason to look closer, not proof."),
+         "(a pSp encoder and a StyleGRU). You get an answer per person (fake / real / uncertain, or "
+         "cannot judge) with its calibrated probability, the threshold and how often it was wrong on "
+         "validation videos, the face crops it analysed, per-frame plots, heatmaps of the frames that "
+         "moved the score on request, and a JSON report. A verdict is a reason to look closer, not proof."),
         "",
     ]
     if model.local:
