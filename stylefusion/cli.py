@@ -211,6 +211,8 @@ def _run_detect(args: argparse.Namespace) -> int:
         raise StyleFusionError("no video files found in " + ", ".join(args.paths))
     if args.explain_frames < 1:
         raise StyleFusionError(f"--explain-frames {args.explain_frames} must be >= 1")
+    if args.explain and Path(args.explain).exists() and not Path(args.explain).is_dir():
+        raise StyleFusionError(f"--explain {args.explain} is a file: give a folder for the evidence")
     model = args.model or default_model()
     det = StyleFusionDetector.from_pretrained(model, device=args.device, precision=args.precision)
     if not det.config.trained:

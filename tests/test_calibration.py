@@ -102,6 +102,10 @@ def test_threshold_policies_youden_fixed_and_bad_ones():
             parse_threshold_policy(bad)
     with pytest.raises(ConfigError, match="threshold policy"):
         StyleFusionConfig(threshold_policy="fpr:2")
+    from stylefusion.research.train import TrainError, TrainOptions
+
+    with pytest.raises(TrainError, match=r"^--threshold-policy: threshold policy 'median' must be"):
+        TrainOptions(cache="c", out="o", threshold_policy="median").check()
 
 
 # ----------------------------------------------------------------------------------------------

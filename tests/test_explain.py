@@ -141,3 +141,12 @@ def test_a_result_without_crops_cannot_be_explained(trained_ckpt, carphone):
         det.explain(res)
     with pytest.raises(ValueError, match="deciding"):
         det.explain(det.detect(carphone, return_crops=True), "everything")
+
+
+def test_explain_into_a_file_is_a_one_line_error(trained_ckpt, carphone, tmp_path, capsys):
+    taken = tmp_path / "evidence"
+    taken.write_text("not a folder")
+    code = cli_main(["detect", str(carphone), "--model", str(trained_ckpt), "--explain", str(taken)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: --explain {taken} is a file: give a folder for the evidence\n"
+    assert taken.read_text() == "not a folder"  # nothing written over it

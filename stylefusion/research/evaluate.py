@@ -24,6 +24,7 @@ import csv
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -234,11 +235,8 @@ def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -
         out["out_of_domain"] = {"threshold": float(cal.ood_threshold), "flagged_segments": float(flagged.mean()),
                                 "flagged_videos": float(v_flagged.mean()), "per_dataset": per}
 
-    # The detector's rule on every segment, then each video's most suspicious answer.
-    class _Answer:  # what most_suspicious reads
-        def __init__(self, label: Label, p_fake: float | None, reason: str):
-            self.label, self.p_fake, self.reason = label, p_fake, reason
-
+    # The detector's rule on every segment, then each video's most suspicious answer (most_suspicious
+    # reads ``label`` and ``p_fake``).
     answers = []
     for i in range(len(logits)):
         quality = Quality.from_array(data.quality[i].numpy())
@@ -246,7 +244,7 @@ def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -
                                   quality=quality)
         reason = ("unsupported" if label is Label.UNSUPPORTED else "out_of_domain" if record.out_of_domain
                   else "uncertain_band" if label is Label.UNCERTAIN else label.value)
-        answers.append(_Answer(label, record.p_fake if label is not Label.UNSUPPORTED else None, reason))
+        answers.append(SimpleNamespace(label=label, p_fake=record.p_fake, reason=reason))
     v_answer = []
     for v in range(data.num_videos):
         mine = [answers[i] for i in np.flatnonzero(vid == v)]

@@ -130,7 +130,7 @@ class TrainOptions:
             try:
                 parse_threshold_policy(self.threshold_policy)
             except ConfigError as exc:
-                raise TrainError(f"--{exc}") from None
+                raise TrainError(f"--threshold-policy: {exc}") from None
 
 
 @dataclass
