@@ -11,6 +11,10 @@ What the card says comes from the config and nothing else:
 - whether the head is trained (``config.trained``); an untrained checkpoint's card says so first
   and reports no metrics;
 - what it was trained on (``training.data_summary``, ``datasets``, ``counts``, ``val_source``);
+- how an answer is decided (:func:`decision_rows`, from :mod:`stylefusion.decision`, which needs
+  neither torch nor OpenCV): the temperature, the threshold, the uncertain band that always holds
+  the threshold (so a ``fake``/``real`` answer never contradicts its conformal prediction set),
+  the out-of-domain limit and the input-quality limits;
 - the validation metrics ``stylefusion train`` recorded (``training.val_metrics``: AUC, AP, EER,
   and accuracy, precision, recall and F1 at the decision threshold) and how the threshold was
   chosen (``training.threshold_source``);
@@ -126,9 +130,9 @@ def decision_rows(config: StyleFusionConfig) -> list[tuple[str, str]]:
     if d.band is not None:
         band = f"[{d.band[0]:.4f}, {d.band[1]:.4f}] → `uncertain`"
         rows.append(("uncertain band", _cell(f"{band}; {d.band_source}")))
-    elif cal is not None:
-        rows.append(("uncertain band", _cell(f"none: at alpha {c.conformal_alpha:g} every conformal prediction set "
-                                             "holds a single label")))
+    elif cal is not None:  # calibrated, but no conformal quantile recorded
+        rows.append(("uncertain band", _cell("none: this checkpoint records no conformal quantile, so the threshold "
+                                             "alone decides and no answer carries a prediction-set guarantee")))
     if cal is not None and cal.has_ood:
         rows.append(("out of domain", _cell(
             f"Mahalanobis distance of the fused embedding and mean features to {cal.ood_train_segments} "

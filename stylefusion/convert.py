@@ -8,8 +8,10 @@ that would run code when unpickled is refused instead of executed. The output is
 loads strictly; the config records the sha256 of both inputs.
 
 The fusion head is either copied from a StyleFusion checkpoint (``--head DIR``, with the config
-fields that go with it: its architecture, preprocessing, decision rule and training record) or
-left random with ``trained=False``, which every front end reports as "untrained".
+fields that go with it: its architecture, preprocessing, decision rule and training record, and
+every tensor that is not a backbone's: the head's and the out-of-domain statistics ``ood.*`` that
+``stylefusion train`` writes) or left random with ``trained=False``, which every front end reports
+as "untrained".
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from stylefusion.models import style as style_mod
 
 logger = logging.getLogger(__name__)
 
+#: State-dict prefixes of the two converted networks. Every other key of a ``--head`` checkpoint
+#: (``fusion.*``, and ``ood.*`` where training calibrated it) goes with the head.
+BACKBONE_PREFIXES = ("content.", "style.")
 #: Config fields that fix the shapes of the two converted networks. A ``--head`` checkpoint must
 #: agree on them: its fusion head was trained on features of exactly these networks.
 BACKBONE_FIELDS = ("content_width", "content_depths", "style_width", "style_units", "face_size")
@@ -234,10 +239,14 @@ def convert(psp: str | Path, slow_r50: str | Path, out: str | Path, levels: Sequ
     style_sd = _materialise(style_mod.checkpoint_filter_fn(psp_raw, skeleton.style, source=f"{psp}"))
     del skeleton
     model = StyleFusionDetector(cfg)
-    fusion_sd = donor.fusion.state_dict() if donor is not None else model.fusion.state_dict()
+    # The head's side, whole: the donor's config (kept above) decides which modules the detector
+    # builds, so its state dict has exactly their keys; copying only ``fusion.*`` would leave a
+    # calibrated checkpoint's ``ood.*`` out and fail the strict load.
+    source = donor if donor is not None else model
+    head_sd = {k: v for k, v in source.state_dict().items() if not k.startswith(BACKBONE_PREFIXES)}
     full = {f"content.{k}": v for k, v in content_sd.items()}
     full.update({f"style.{k}": v for k, v in style_sd.items()})
-    full.update({f"fusion.{k}": v for k, v in fusion_sd.items()})
+    full.update(head_sd)
     try:
         model.load_state_dict(full, strict=True)
     except RuntimeError as exc:  # the filters checked every key; this guards the detector's own parts
@@ -252,6 +261,8 @@ def convert(psp: str | Path, slow_r50: str | Path, out: str | Path, levels: Sequ
     style_used, style_dropped = _psp_accounting(psp_raw, style_sd)
     dropped = {f"slow_r50: {g}": n for g, n in sorted(content_dropped.items())}
     dropped.update({f"psp: {g}": n for g, n in sorted(style_dropped.items())})
+    # Keys copied from --head, by module (fusion, ood); none for a random head.
+    copied = Counter(k.split(".", 1)[0] for k in head_sd) if donor is not None else Counter(fusion=0)
     params = {name: _count(getattr(model, name)) for name in ("content", "style", "fusion")}
     params["total"] = sum(params.values())
     return {
@@ -260,8 +271,7 @@ def convert(psp: str | Path, slow_r50: str | Path, out: str | Path, levels: Sequ
         "style_levels": list(cfg.style_levels),
         "trained": bool(cfg.trained),
         "inputs": {k: provenance[k] for k in ("psp", "slow_r50")},
-        "keys_converted": {"content": content_used, "style": style_used,
-                           "fusion": len(fusion_sd) if donor is not None else 0},
+        "keys_converted": {"content": content_used, "style": style_used, **dict(sorted(copied.items()))},
         "keys_dropped": dropped,
         "parameters": params,
     }

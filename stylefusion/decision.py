@@ -1,59 +1,61 @@
 """The decision for one judged segment: calibrated probability, threshold, uncertain band,
 out-of-domain flag and input quality, in one rule with one record.
 
-Every number a user sees says how it was obtained (``../shared/docs/design.md``, "Honest outputs"):
+Every number a user sees says how it was obtained ("Honest outputs"):
 
 - **p_fake** is ``sigmoid(logit / T)``, the head's logit divided by the temperature ``T`` that
   ``stylefusion train`` fitted on validation data (temperature scaling, Guo et al. 2017, "On
   Calibration of Modern Neural Networks"); ``T = 1`` for a checkpoint without calibration.
-- **threshold**: ``config.threshold``, chosen on validation videos by ``config.threshold_policy``
-  (``fpr:0.05`` by default: at most 5% of validation real videos called fake); the checkpoint
-  records the validation true- and false-positive rates there.
-- **uncertain band**: split-conformal prediction (Vovk et al. 2005; Angelopoulos & Bates 2021, "A
-  Gentle Introduction to Conformal Prediction", section 1) with the least-ambiguous-set score
-  ``s = 1 - p(true label)`` (Sadinle et al. 2019) at level ``config.conformal_alpha``: the
-  prediction set of a segment is ``{y : 1 - p(y) <= q}`` with ``q`` the conformal quantile of the
-  validation scores, so it holds the true label with probability at least ``1 - alpha`` for a
-  segment exchangeable with the validation segments. With two labels the set holds both exactly
-  when ``1 - q <= p_fake <= q``: that is the band where the answer is ``uncertain``.
+- **threshold** ``t``: ``config.threshold``, chosen on validation videos by
+  ``config.threshold_policy`` (``fpr:0.05`` by default: at most 5% of validation real videos called
+  fake); the checkpoint records the validation true- and false-positive rates there.
+- **conformal prediction set**: split-conformal prediction (Vovk et al. 2005; Angelopoulos & Bates
+  2021, "A Gentle Introduction to Conformal Prediction", section 1) with the least-ambiguous-set
+  score ``s = 1 - p(true label)`` (Sadinle et al. 2019) at level ``config.conformal_alpha``: the
+  prediction set of a segment is ``{y : 1 - p(y) <= q}`` (:func:`prediction_set`) with ``q`` the
+  conformal quantile of the validation scores, so it holds the true label with probability at
+  least ``1 - alpha`` for a segment exchangeable with the validation segments. With two labels it
+  is ``{real}`` below ``min(q, 1 - q)``, ``{fake}`` above ``max(q, 1 - q)``, both labels on
+  ``[1 - q, q]`` when ``q >= 0.5`` and *empty* on ``(q, 1 - q)`` when ``q < 0.5``.
+- **uncertain band** (:func:`conformal_band`): ``[min(t, q, 1 - q), max(t, q, 1 - q)]``. It always
+  contains the threshold, so outside it the set is exactly one label *and* the threshold gives
+  that same label; inside it the set holds both labels, none, or the label the threshold does not
+  give (q = 0.70, t = 0.82, p = 0.76: the set is {fake} while p < t). A conformal method's answer
+  is its set, so ``fake`` and ``real`` are given only outside the band: no answer contradicts its
+  own prediction set (``tests/test_decision_rule.py`` proves it over every q, t and p).
 - **out of domain**: Mahalanobis distance of the head's fused embedding and the segment's mean
-  backbone features (each L2-normalised) to the training segments' (:class:`EmbeddingDensity`,
-  mean and shrunk precision stored as safetensors tensors); above the 99th percentile of
-  validation scores the segment is
-  ``uncertain``, "unlike the videos this detector was trained on", and its p_fake is still given.
-- **input quality** (:func:`measure_quality`): face size in source pixels, sharpness and exposure
-  of the crops; outside the checkpoint's limits (the training data's 1st/99th percentiles, or the
-  documented defaults of :mod:`stylefusion.config`) the segment is ``unsupported``: a "cannot
-  judge" answer like ``no_face``, not a verdict.
+  backbone features (each L2-normalised) to the training segments'
+  (:class:`stylefusion.ood.EmbeddingDensity`, mean and shrunk precision stored as safetensors
+  tensors); above the 99th percentile of validation scores the segment is ``uncertain``, "unlike
+  the videos this detector was trained on", and its p_fake is still given.
+- **input quality** (:func:`stylefusion.quality.measure_quality`): face size in source pixels,
+  sharpness and exposure of the crops; outside the checkpoint's limits (the training data's
+  1st/99th percentiles, or the documented defaults of :mod:`stylefusion.config`) the segment is
+  ``unsupported``: a "cannot judge" answer like ``no_face``, not a verdict.
 
 The rule (:func:`decide`), in order: untrained head → ``untrained``; a quality reason →
-``unsupported``; out of domain → ``uncertain``; inside the conformal band (or, for a checkpoint
+``unsupported``; out of domain → ``uncertain``; inside the uncertain band (or, for a checkpoint
 without calibration, within ``uncertain_margin`` of the threshold) → ``uncertain``; at or above
 the threshold → ``fake``; below → ``real``. How segments combine into a person's and a video's
 answer is :func:`stylefusion.results.aggregate`.
+
+This module needs neither torch nor OpenCV (the networks, the out-of-domain module and the
+quality measurement live in their own modules), so the model card and ``config.json`` readers
+can use the rule without them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
-import torch
-from torch import nn
 
+from stylefusion.quality import Quality
 from stylefusion.results import DecisionRecord, Label, SegmentResult, VideoFeatures, frame_results
 
 if TYPE_CHECKING:  # pragma: no cover
     from stylefusion.config import StyleFusionConfig
-    from stylefusion.faces import FaceTrack
-
-#: Side of the grey image the sharpness is measured on: the crop is resized to it first, so the
-#: figure describes detail at the scale of facial features whatever the crop size (a 256-px crop
-#: of a 40-px face is an upscaled blur, which a full-resolution Laplacian would call blurry even
-#: when the source is sharp; ``face_too_small`` covers small faces).
-SHARPNESS_SIDE = 64
 
 #: The reasons a segment cannot be judged, and what each means.
 QUALITY_REASONS = {
@@ -65,74 +67,8 @@ QUALITY_REASONS = {
 
 
 # ----------------------------------------------------------------------------------------------
-# input quality
+# input quality (measured by stylefusion.quality; judged here)
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Quality:
-    """How well one segment shows its face; medians over the frames where a face was found.
-
-    face_px: side of the face box in source pixels (the square crop box divided by 1 + margin);
-    sharpness: variance of the Laplacian over variance of the grey crop at 64x64 (:func:`frame_quality`);
-    brightness: mean luma (0-255) of the face region (the crop's central 1 / (1 + margin)).
-    """
-
-    face_px: float
-    sharpness: float
-    brightness: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"face_px": round(float(self.face_px), 3), "sharpness": round(float(self.sharpness), 3),
-                "brightness": round(float(self.brightness), 3)}
-
-    def as_array(self) -> np.ndarray:
-        """``[3]`` float32 (face_px, sharpness, brightness): how the feature cache stores it."""
-        return np.array([self.face_px, self.sharpness, self.brightness], np.float32)
-
-    @classmethod
-    def from_array(cls, values: Any) -> "Quality | None":
-        """Inverse of :meth:`as_array`; None for a missing (NaN) measurement."""
-        v = np.asarray(values, np.float64).reshape(-1)
-        if len(v) != 3 or not np.isfinite(v).all():
-            return None
-        return cls(float(v[0]), float(v[1]), float(v[2]))
-
-
-def frame_quality(crop: np.ndarray, face_margin: float) -> tuple[float, float]:
-    """(sharpness, brightness) of one ``[S, S, 3]`` uint8 RGB crop.
-
-    Sharpness is the variance of the Laplacian divided by the variance of the image, both on the
-    grey crop at :data:`SHARPNESS_SIDE`: the ratio does not change when the exposure scales the
-    pixel values, so a dark face is ``too_dark``, not also ``too_blurry`` (measured on the carphone
-    clip: 0.38 sharp, 0.45 at 22% exposure, 0.05 after a Gaussian blur of 1.5 px).
-    """
-    grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(grey, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
-    spread = float(small.var())
-    sharpness = float(cv2.Laplacian(small, cv2.CV_32F).var()) / spread if spread > 1e-6 else 0.0
-    s = grey.shape[0]
-    inner = int(round(s / (1.0 + face_margin)))
-    a = (s - inner) // 2
-    brightness = float(grey[a:a + inner, a:a + inner].mean())
-    return sharpness, brightness
-
-
-def measure_quality(track: "FaceTrack", face_margin: float) -> Quality:
-    """The :class:`Quality` of a segment's crops (``FaceTrack``: crops, boxes in source pixels).
-
-    Frames that fell back to a centre crop are left out unless every frame did. Repeated crops of
-    a padded segment count once.
-    """
-    keep = ~np.asarray(track.fallback, bool)
-    if not keep.any():
-        keep = np.ones(len(track.fallback), bool)
-    _, first = np.unique(np.asarray(track.source_indices)[keep], return_index=True)
-    idx = np.flatnonzero(keep)[first]
-    boxes = np.asarray(track.boxes, np.float64)[idx]
-    face_px = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]))) / (1.0 + face_margin)
-    per_frame = np.array([frame_quality(track.crops[i], face_margin) for i in idx])
-    return Quality(face_px, float(np.median(per_frame[:, 0])), float(np.median(per_frame[:, 1])))
-
-
 def quality_reasons(quality: Quality | None, config: "StyleFusionConfig") -> list[str]:
     """The :data:`QUALITY_REASONS` keys that ``quality`` fails under the config's limits."""
     if quality is None:
@@ -167,63 +103,48 @@ def _reason_text(reasons: list[str], quality: Quality, config: "StyleFusionConfi
 
 
 # ----------------------------------------------------------------------------------------------
-# out of domain
-# ----------------------------------------------------------------------------------------------
-class EmbeddingDensity(nn.Module):
-    """Mahalanobis distance of a segment's out-of-domain features to the training segments' Gaussian.
-
-    The features (:meth:`features`) are three L2-normalised blocks: the head's fused embedding (the
-    class token the classifier reads), the segment's mean content vector and its mean style latent.
-    The embedding alone misses shifts the head has learnt to ignore (measured on synthetic
-    features: AUROC 0.73 for a 1.5x wider feature spread, 0.81 for a mean shift of half the
-    spread), though a new camera, compression or generator is exactly such a shift; the backbone
-    means catch them (AUROC 1.0 on both) and the embedding keeps what the head attends to.
-
-    ``mean`` [D] and ``precision`` [D, D] (the inverse of a shrunk covariance, fitted by
-    ``stylefusion train`` with scikit-learn's Ledoit-Wolf estimator) are buffers, so they travel in
-    ``model.safetensors`` as ``ood.mean`` and ``ood.precision``: never pickled.
-    """
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("precision", torch.eye(dim))
-
-    @staticmethod
-    def dim(config: "StyleFusionConfig") -> int:
-        """D for a config: attn_dim + content_dim + n_levels * style_dim."""
-        return config.attn_dim + config.content_dim + len(config.style_levels) * config.style_dim
-
-    @staticmethod
-    def features(embedding: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """``[N, E]`` embeddings, ``[N, C, Dc]`` content, ``[N, T, L, Ds]`` style → ``[N, D]``."""
-        unit = nn.functional.normalize
-        return torch.cat([unit(embedding.float(), dim=-1), unit(content.float().mean(1), dim=-1),
-                          unit(style.float().flatten(2).mean(1), dim=-1)], dim=-1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``[N, D]`` :meth:`features` → ``[N]`` Mahalanobis distances."""
-        d = features.float() - self.mean
-        return torch.einsum("nd,de,ne->n", d, self.precision, d).clamp_min(0).sqrt()
-
-
-# ----------------------------------------------------------------------------------------------
 # the rule
 # ----------------------------------------------------------------------------------------------
 def calibrated_probability(logit: float, temperature: float = 1.0) -> float:
-    """``sigmoid(logit / T)`` in float32, as the head computes its probability."""
-    return float(torch.sigmoid(torch.tensor(float(logit) / float(temperature), dtype=torch.float32)))
+    """``sigmoid(logit / T)``, rounded to float32 as the head's own probability is (computed in
+    float64 on either side of 0, so a large logit neither overflows nor loses the small tail)."""
+    z = float(logit) / float(temperature)
+    p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return float(np.float32(p))
 
 
-def conformal_band(quantile: float | None) -> tuple[float, float] | None:
-    """The p_fake interval where the conformal prediction set holds both labels, or None.
+def prediction_set(p_fake: float, quantile: float) -> frozenset[Label]:
+    """The conformal prediction set ``{y : 1 - p(y) <= q}`` of one segment.
 
-    With the score ``1 - p(y)``, "fake" is in the set when ``p >= 1 - q`` and "real" when
-    ``p <= q``: both exactly on ``[1 - q, q]``, empty when ``q < 0.5``.
+    "real" is in it when ``1 - (1 - p) = p <= q``, "fake" when ``1 - p <= q``: the same comparisons
+    as :func:`stylefusion.research.calibrate.prediction_sets`, so the rule and the measured
+    coverage speak of the same sets, to the last bit.
     """
-    if quantile is None or quantile < 0.5:
+    p, q = float(p_fake), float(quantile)
+    return frozenset(label for label, inside in ((Label.REAL, p <= q), (Label.FAKE, 1.0 - p <= q)) if inside)
+
+
+def conformal_band(quantile: float | None, threshold: float) -> tuple[float, float] | None:
+    """The p_fake interval answered ``uncertain``: ``[min(t, q, 1 - q), max(t, q, 1 - q)]``, or None
+    without a conformal quantile.
+
+    Above ``max(q, 1 - q)`` the prediction set is {fake}, below ``min(q, 1 - q)`` it is {real}; in
+    between it holds both labels (``q >= 0.5``) or none (``q < 0.5``). Stretching that interval to
+    the threshold ``t`` covers the p_fake whose set is a single label the threshold contradicts.
+    Outside the band, then, the set is exactly the label the threshold gives.
+    """
+    if quantile is None:
         return None
-    return (1.0 - float(quantile), float(quantile))
+    q, t = float(quantile), float(threshold)
+    return min(t, q, 1.0 - q), max(t, q, 1.0 - q)
+
+
+def _set_words(members: frozenset[Label]) -> str:
+    if not members:
+        return "is empty (no label fits at this level)"
+    if len(members) == 2:
+        return "holds both labels"
+    return f"is {{{next(iter(members))}}}"
 
 
 def checkpoint_decision(config: "StyleFusionConfig") -> DecisionRecord:
@@ -243,13 +164,16 @@ def checkpoint_decision(config: "StyleFusionConfig") -> DecisionRecord:
         return record
     record.val_tpr, record.val_fpr = cal.val_tpr, cal.val_fpr
     if cal.conformal_quantile is not None:
-        alpha = float(c.conformal_alpha)
+        alpha, q = float(c.conformal_alpha), float(cal.conformal_quantile)
         record.alpha = alpha
-        record.band = conformal_band(cal.conformal_quantile)
+        record.band = conformal_band(q, c.threshold)
         record.band_source = (f"split conformal at alpha {alpha:g} on {cal.conformal_n} validation segments: "
                               f"the prediction set holds the true label with probability >= {1 - alpha:.0%}"
                               + (f" (measured on validation: {cal.coverage_val:.1%})"
-                                 if cal.coverage_val is not None else ""))
+                                 if cal.coverage_val is not None else "")
+                              + f"; band = [min(t, q, 1 - q), max(t, q, 1 - q)] with q {q:.4f} and the threshold "
+                              f"t {c.threshold:.4f}: it holds every p_fake whose set is not exactly the threshold's "
+                              "label, so a fake or real answer never contradicts its prediction set")
     record.ood_threshold = cal.ood_threshold
     return record
 
@@ -259,10 +183,14 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
     """The label, a one-line reason and the :class:`~stylefusion.results.DecisionRecord` of one
     judged segment (the rule of the module docstring).
 
+    ``fake`` or ``real`` is given only when the conformal prediction set is exactly that label:
+    the band check says so, and the set itself is checked too, so that rounding at the band's
+    edges cannot let a contradiction through.
+
     Args:
         logit: the head's raw output for the segment (None: nothing to decide on).
-        ood_score: the segment's :class:`EmbeddingDensity` distance (None: not measured).
-        quality: the segment's :func:`measure_quality` (None: not measured).
+        ood_score: the segment's :class:`~stylefusion.ood.EmbeddingDensity` distance (None: not measured).
+        quality: the segment's :func:`~stylefusion.quality.measure_quality` (None: not measured).
     """
     c = config
     record = checkpoint_decision(c)
@@ -282,17 +210,25 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
     if record.out_of_domain:
         return Label.UNCERTAIN, (f"unlike the videos this detector was trained on (out-of-domain score "
                                  f"{record.ood_score:.2f} > {record.ood_threshold:.2f}); p_fake {p:.3f}"), record
+    label = Label.FAKE if p >= c.threshold else Label.REAL
     band = record.band
-    if band is not None and band[0] <= p <= band[1]:
-        if c.calibration is not None:
-            text = (f"p_fake {p:.3f} is in the uncertain band [{band[0]:.3f}, {band[1]:.3f}], where the "
-                    f"{1 - c.conformal_alpha:.0%} conformal prediction set holds both labels")
-        else:
-            text = f"p_fake {p:.3f} is within {c.uncertain_margin:g} of the threshold {c.threshold:.3f}"
-        return Label.UNCERTAIN, text, record
-    if p >= c.threshold:
-        return Label.FAKE, f"p_fake {p:.3f} >= threshold {c.threshold:.3f}", record
-    return Label.REAL, f"p_fake {p:.3f} < threshold {c.threshold:.3f}", record
+    in_band = band is not None and band[0] <= p <= band[1]
+    quantile = c.calibration.conformal_quantile if c.calibration is not None else None
+    if quantile is not None:
+        members = prediction_set(p, quantile)
+        if in_band or members != {label}:
+            where = "is in" if in_band else "is on the edge of"
+            text = (f"p_fake {p:.3f} {where} the uncertain band [{band[0]:.3f}, {band[1]:.3f}]: the "
+                    f"{1 - c.conformal_alpha:.0%} conformal prediction set {_set_words(members)}")
+            if len(members) == 1 and members != {label}:
+                side = "below" if label is Label.REAL else "at or above"
+                text += f" but p_fake is {side} the threshold {c.threshold:.3f}"
+            return Label.UNCERTAIN, text, record
+    elif in_band:
+        return Label.UNCERTAIN, f"p_fake {p:.3f} is within {c.uncertain_margin:g} of the threshold {c.threshold:.3f}", record
+    if label is Label.FAKE:
+        return label, f"p_fake {p:.3f} >= threshold {c.threshold:.3f}", record
+    return label, f"p_fake {p:.3f} < threshold {c.threshold:.3f}", record
 
 
 def rates_sentence(record: DecisionRecord) -> str:
@@ -323,7 +259,7 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
     if band is not None:
         if d.get("alpha") is not None:
             facts.append(f"uncertain band [{band[0]:.3f}, {band[1]:.3f}], where the {1 - d['alpha']:.0%} conformal "
-                         "prediction set holds both labels")
+                         "prediction set is not exactly the threshold's label (both labels, none, or the other one)")
         else:
             facts.append(f"uncertain band [{band[0]:.3f}, {band[1]:.3f}] (a fixed margin: uncalibrated checkpoint)")
     if d.get("ood_score") is not None and d.get("ood_threshold") is not None:
@@ -359,6 +295,5 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     return segment
 
 
-__all__ = ["Quality", "QUALITY_REASONS", "record_facts", "SHARPNESS_SIDE", "EmbeddingDensity", "calibrated_probability",
-           "checkpoint_decision", "conformal_band", "decide", "frame_quality", "judge_segment",
-           "measure_quality", "quality_limits", "quality_reasons", "rates_sentence"]
+__all__ = ["QUALITY_REASONS", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
+           "judge_segment", "prediction_set", "quality_limits", "quality_reasons", "rates_sentence", "record_facts"]

@@ -72,7 +72,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -84,7 +84,6 @@ from stylefusion.errors import StyleFusionError
 from stylefusion.transforms import content_clips, style_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from stylefusion.detector import StyleFusionDetector
     from stylefusion.results import DetectionResult
 
 logger = logging.getLogger(__name__)
@@ -108,6 +107,46 @@ ProgressFn = Callable[[int, int], None]
 
 class EvidenceUnavailable(StyleFusionError):
     """Evidence cannot be given for this checkpoint; the message is the one-line reason."""
+
+
+class Explainable(Protocol):
+    """What an explanation needs of a model: its three networks, its config and their device.
+
+    The evidence reads these and nothing else, so it does not depend on the detector that owns
+    them (the detector depends on the evidence, not the reverse). A
+    :class:`~stylefusion.detector.StyleFusionDetector` has all five; :class:`Networks` holds them
+    for a caller that has only the pieces.
+    """
+
+    @property
+    def style(self) -> nn.Module: ...  # crops [k, 3, S, S] -> latents [k, L, Ds]
+
+    @property
+    def content(self) -> nn.Module: ...  # clips [k, 3, L, s, s] -> vectors [k, Dc]
+
+    @property
+    def fusion(self) -> nn.Module: ...  # head(content, style) -> .logits [B]
+
+    @property
+    def config(self) -> StyleFusionConfig: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+
+@dataclass(frozen=True)
+class Networks:
+    """The pieces of :class:`Explainable`, held together; the device is the head's (where the
+    weights are, so it cannot disagree with them)."""
+
+    style: nn.Module
+    content: nn.Module
+    fusion: nn.Module
+    config: StyleFusionConfig
+
+    @property
+    def device(self) -> torch.device:
+        return _device(self.fusion)
 
 
 def require_trained(config: StyleFusionConfig) -> None:
@@ -162,12 +201,13 @@ def _occluded(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` in eval mode for the block; every submodule's own flag is restored afterwards."""
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
+def _eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """``modules`` in eval mode for the block; every submodule's own flag is restored afterwards."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
     try:
-        yield module
+        yield
     finally:
         for m, flag in flags:
             m.training = flag
@@ -289,37 +329,37 @@ def _neighbours(position: int, n: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _attribution_mode(detector: "StyleFusionDetector") -> Iterator[None]:
+def _attribution_mode(networks: Explainable) -> Iterator[None]:
     """Autograd on (even under ``torch.inference_mode``), float32 (no autocast), eval mode; the
     caller's modes come back afterwards."""
-    kind = detector.device.type if detector.device.type in ("cpu", "cuda") else "cpu"
+    kind = networks.device.type if networks.device.type in ("cpu", "cuda") else "cpu"
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(kind, enabled=False), \
-            _eval_mode(detector):
+            _eval_mode(networks.style, networks.content, networks.fusion):
         yield
 
 
-def _style_maps(detector: "StyleFusionDetector", crops: torch.Tensor, content: torch.Tensor,
+def _style_maps(networks: Explainable, crops: torch.Tensor, content: torch.Tensor,
                 style: torch.Tensor, positions: list[int], n_steps: int) -> torch.Tensor:
     """``[k, S, S]`` style-path maps of the chosen frames (summed over colour channels)."""
     from captum.attr import IntegratedGradients
 
-    cfg, device = detector.config, detector.device
+    cfg, device = networks.config, networks.device
     x = style_inputs(crops[positions], cfg, device).contiguous()  # [k, 3, S, S]
     pairs = [_neighbours(p, len(crops)) for p in positions]
     near = style_inputs(crops[[i for pair in pairs for i in pair]], cfg, device)  # [2k, 3, S, S]
     baseline = near.view(len(positions), 2, *near.shape[1:]).mean(1).contiguous()
-    fn = _StyleLogit(detector.style, detector.fusion, content, style, torch.tensor(positions, device=device))
+    fn = _StyleLogit(networks.style, networks.fusion, content, style, torch.tensor(positions, device=device))
     attr = IntegratedGradients(fn).attribute(x, baselines=baseline, n_steps=n_steps,
                                              internal_batch_size=max(STYLE_PASS, len(positions)))
     return attr.sum(1).detach()
 
 
-def _content_maps(detector: "StyleFusionDetector", crops: torch.Tensor, content: torch.Tensor,
+def _content_maps(networks: Explainable, crops: torch.Tensor, content: torch.Tensor,
                   style: torch.Tensor, positions: list[int], n_steps: int) -> torch.Tensor:
     """``[k, S, S]`` content-path maps: the slice at each frame of its clip's attribution."""
     from captum.attr import IntegratedGradients
 
-    cfg, device = detector.config, detector.device
+    cfg, device = networks.config, networks.device
     clips = content_clips(crops, cfg, device)  # [C, 3, L, s, s]
     frames = clips.transpose(1, 2).flatten(0, 1)  # [T, 3, s, s]: frame t of clip t // L
     x, baseline = [], []
@@ -330,7 +370,7 @@ def _content_maps(detector: "StyleFusionDetector", crops: torch.Tensor, content:
         x.append(clips[p // cfg.clip_len])
         baseline.append(base)
     owner = torch.tensor([p // cfg.clip_len for p in positions], device=device)
-    fn = _ContentLogit(detector.content, detector.fusion, content, style, owner)
+    fn = _ContentLogit(networks.content, networks.fusion, content, style, owner)
     attr = IntegratedGradients(fn).attribute(torch.stack(x), baselines=torch.stack(baseline), n_steps=n_steps,
                                              internal_batch_size=max(CONTENT_PASS, len(positions)))
     slices = torch.stack([attr[j, :, p % cfg.clip_len].sum(0) for j, p in enumerate(positions)])  # [k, s, s]
@@ -339,7 +379,7 @@ def _content_maps(detector: "StyleFusionDetector", crops: torch.Tensor, content:
                                      align_corners=False)[:, 0].detach()
 
 
-def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: torch.Tensor,
+def frame_heatmaps(networks: Explainable, crops: np.ndarray, content: torch.Tensor,
                    style: torch.Tensor, frames: Sequence[int], *, source_indices: Sequence[int] | None = None,
                    max_frames: int = DEFAULT_MAX_FRAMES, n_steps: int = DEFAULT_STEPS,
                    frames_per_pass: int = 2, progress: ProgressFn | None = None,
@@ -347,8 +387,9 @@ def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: 
     """Style and content heatmaps of chosen frames of one segment (method: module docstring).
 
     Args:
-        detector: its ``style``, ``content`` and ``fusion`` networks and ``config`` are used; its
-            weights, modes and precision setting are left as they were.
+        networks: a detector, or its pieces (:class:`Networks`): the ``style``, ``content`` and
+            ``fusion`` networks, their ``config`` and ``device``. Weights and modes are left as they
+            were; attributions run in float32 whatever precision the owner runs in.
         crops: ``[T, S, S, 3]`` uint8 face crops of the segment.
         content, style: the segment's features (``[C, Dc]``, ``[T, L, Ds]``), the ones its verdict
             came from: every frame's latent but the explained one stays as extracted.
@@ -366,8 +407,8 @@ def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: 
         ValueError: bad shapes, positions, or more than ``max_frames`` frames.
     """
     if not allow_untrained:
-        require_trained(detector.config)
-    cfg = detector.config
+        require_trained(networks.config)
+    cfg = networks.config
     t = cfg.num_frames
     if crops.ndim != 4 or crops.shape[0] != t or crops.shape[1:] != (cfg.face_size, cfg.face_size, 3):
         raise ValueError(f"expected crops [{t}, {cfg.face_size}, {cfg.face_size}, 3], got {list(crops.shape)}")
@@ -386,8 +427,8 @@ def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: 
         raise ImportError("heatmaps need captum: pip install 'stylefusion[explain]'") from exc
     report = progress or (lambda done, total: None)
     out: list[FrameHeatmap] = []
-    with _attribution_mode(detector):
-        device = detector.device
+    with _attribution_mode(networks):
+        device = networks.device
         x = torch.from_numpy(np.ascontiguousarray(crops))
         # clone(): the caller's features may be inference tensors, which autograd cannot save.
         c = content.detach().to(device, torch.float32).clone()
@@ -395,8 +436,8 @@ def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: 
         step = max(1, frames_per_pass)
         for start in range(0, len(positions), step):
             group = positions[start:start + step]
-            style_maps = _style_maps(detector, x, c, s, group, n_steps).float().cpu().numpy()
-            content_maps = _content_maps(detector, x, c, s, group, n_steps).float().cpu().numpy()
+            style_maps = _style_maps(networks, x, c, s, group, n_steps).float().cpu().numpy()
+            content_maps = _content_maps(networks, x, c, s, group, n_steps).float().cpu().numpy()
             for j, p in enumerate(group):
                 out.append(FrameHeatmap(
                     position=p, source_index=-1 if source_indices is None else int(source_indices[p]),
@@ -406,22 +447,22 @@ def frame_heatmaps(detector: "StyleFusionDetector", crops: np.ndarray, content: 
     return out
 
 
-def fp32_features(detector: "StyleFusionDetector", crops: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def fp32_features(networks: Explainable, crops: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """``([C, Dc], [T, L, Ds])`` features of one segment's crops in float32 (no autocast), whatever
-    the detector's precision: what :func:`explain_segment` explains when no features are given."""
-    cfg, device = detector.config, detector.device
+    the owner's precision: what :func:`explain_segment` explains when no features are given."""
+    cfg, device = networks.config, networks.device
     x = torch.from_numpy(np.ascontiguousarray(crops))
     kind = device.type if device.type in ("cpu", "cuda") else "cpu"
-    with torch.inference_mode(), torch.autocast(kind, enabled=False), _eval_mode(detector):
-        style = torch.cat([detector.style(style_inputs(x[i:i + STYLE_PASS], cfg, device)).float()
+    with torch.inference_mode(), torch.autocast(kind, enabled=False), _eval_mode(networks.style, networks.content):
+        style = torch.cat([networks.style(style_inputs(x[i:i + STYLE_PASS], cfg, device)).float()
                            for i in range(0, len(x), STYLE_PASS)])
         clips = content_clips(x, cfg, device)
-        content = torch.cat([detector.content(clips[i:i + CONTENT_PASS]).float()
+        content = torch.cat([networks.content(clips[i:i + CONTENT_PASS]).float()
                              for i in range(0, len(clips), CONTENT_PASS)])
     return content.cpu(), style.cpu()
 
 
-def explain_segment(detector: "StyleFusionDetector", crops: np.ndarray, content: torch.Tensor | None = None,
+def explain_segment(networks: Explainable, crops: np.ndarray, content: torch.Tensor | None = None,
                     style: torch.Tensor | None = None, *, source_indices: Sequence[int] | None = None,
                     max_frames: int = DEFAULT_MAX_FRAMES, n_steps: int = DEFAULT_STEPS,
                     progress: ProgressFn | None = None, allow_untrained: bool = False) -> SegmentEvidence:
@@ -435,14 +476,14 @@ def explain_segment(detector: "StyleFusionDetector", crops: np.ndarray, content:
         EvidenceUnavailable: the head is untrained and ``allow_untrained`` is False.
     """
     if not allow_untrained:
-        require_trained(detector.config)
+        require_trained(networks.config)
     if content is None or style is None:
-        content, style = fp32_features(detector, crops)
-    contributions = frame_contributions(detector.fusion, content, style)
+        content, style = fp32_features(networks, crops)
+    contributions = frame_contributions(networks.fusion, content, style)
     chosen = contributions.top_frames(max_frames).tolist()
     logger.debug("explaining frames %s (contributions %s) of a segment with logit %.3f", chosen,
                  np.round(contributions.frames[chosen], 3).tolist(), contributions.logit)
-    heatmaps = frame_heatmaps(detector, crops, content, style, chosen, source_indices=source_indices,
+    heatmaps = frame_heatmaps(networks, crops, content, style, chosen, source_indices=source_indices,
                               max_frames=max_frames, n_steps=n_steps, progress=progress,
                               allow_untrained=allow_untrained)
     return SegmentEvidence(contributions, heatmaps)
@@ -559,7 +600,7 @@ def write_evidence(result: "DetectionResult", folder: str | Path) -> list[Path]:
 
 __all__ = [
     "EVIDENCE_FILE", "HEATMAP_NOTE", "write_evidence", "DEFAULT_MAX_FRAMES", "DEFAULT_STEPS", "METHOD", "UNTRAINED_REASON", "Contributions", "EvidenceUnavailable",
-    "FrameHeatmap", "SegmentEvidence", "batched_contributions", "encode_png", "explain_segment",
+    "Explainable", "FrameHeatmap", "Networks", "SegmentEvidence", "batched_contributions", "encode_png", "explain_segment",
     "fp32_features", "frame_contributions", "frame_heatmaps", "neighbour_fill", "overlay",
     "require_trained", "write_png",
 ]

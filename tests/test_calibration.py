@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import av
@@ -23,7 +24,9 @@ from sklearn.metrics import roc_auc_score
 from helpers import copy_ckpt
 from stylefusion import StyleFusionDetector
 from stylefusion.config import CalibrationRecord, StyleFusionConfig, parse_threshold_policy, preset_config
-from stylefusion.decision import EmbeddingDensity, Quality, decide
+from stylefusion.decision import decide
+from stylefusion.ood import EmbeddingDensity
+from stylefusion.quality import Quality
 from stylefusion.errors import ConfigError
 from stylefusion.research import calibrate as cal
 from stylefusion.research.data import CachedFeatures
@@ -131,7 +134,7 @@ def test_conformal_coverage_on_held_out_data():
         both = sets.all(axis=1)
         if band is None:
             assert not both.any()
-        else:  # the set holds both labels exactly inside the band the detector answers "uncertain"
+        else:  # the set holds both labels exactly on [1 - q, q], which the uncertain band contains
             assert np.array_equal(both, (p_test >= band[0]) & (p_test <= band[1]))
 
 
@@ -266,11 +269,20 @@ def test_decide_in_order_quality_ood_band_threshold():
         assert lab is Label.UNSUPPORTED and rec.quality_reasons == [reason] and rec.p_fake is None
         assert msg.startswith("cannot judge: ")
     # p 0.75 is above the threshold 0.7 but inside the band [0.2, 0.8]: uncertain. With a conformal
-    # quantile under 0.5 no set holds both labels: no band, and the threshold decides.
+    # quantile under 0.5 no set holds both labels, and p in (q, 1 - q) has an empty set: the band
+    # [min(t, q, 1 - q), max(t, q, 1 - q)] = [0.3, 0.7] answers it "uncertain", not by the threshold.
     assert label(2 * math.log(0.75 / 0.25))[0] is Label.UNCERTAIN
     narrow = _calibrated_config(calibration=CalibrationRecord(temperature=2.0, conformal_quantile=0.3))
     assert decide(narrow, 2 * math.log(0.75 / 0.25))[0] is Label.FAKE
-    assert decide(narrow, 2 * math.log(0.65 / 0.35))[0] is Label.REAL
+    lab, msg, rec = decide(narrow, 2 * math.log(0.65 / 0.35))
+    assert lab is Label.UNCERTAIN and rec.band == (0.3, 0.7) and "prediction set is empty" in msg
+    assert decide(narrow, 2 * math.log(0.25 / 0.75))[0] is Label.REAL
+    # The threshold above the conformal band stretches it: q 0.8 with t 0.9 gives [0.2, 0.9], so
+    # p 0.85 (set {fake}, below t) is uncertain instead of "real" against its own set.
+    high = _calibrated_config(threshold=0.9)
+    lab, msg, rec = decide(high, 2 * math.log(0.85 / 0.15), ood_score=1.0, quality=good)
+    assert lab is Label.UNCERTAIN and rec.band == (pytest.approx(0.2), 0.9) and msg.endswith(
+        "set is {fake} but p_fake is below the threshold 0.900")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,7 +327,8 @@ def test_quality_reasons_on_generated_videos_and_none_on_carphone(tiny_trained_c
         res = det.detect(quality_videos[name])
         assert res.label == "unsupported" and res.p_fake is None, (name, res.message)
         assert res.decision.quality_reasons == [reason], (name, res.decision.quality)
-        assert res.message.startswith("unsupported: person 0, 0:00–0:04 (cannot judge: ")
+        # (the span's end is the person's last seen frame plus one interval: 0:03 or 0:04 for this clip)
+        assert re.match(r"unsupported: person 0, 0:00–0:0[34] \(cannot judge: ", res.message), res.message
         assert not res.is_verdict and res.people[0].label == "unsupported"
         assert [t.label for t in res.timeline] == ["unsupported"]
     res = det.detect(carphone)

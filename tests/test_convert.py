@@ -8,6 +8,7 @@ import hashlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,23 +81,73 @@ def test_cli_glue_prints_the_summary(upstream_files, tmp_path, capsys):
     assert StyleFusionDetector.from_pretrained(tmp_path / "c").config.style_levels == (3, 9)
 
 
-def test_head_is_copied_with_its_config(upstream_files, tmp_path):
-    from stylefusion.detector import StyleFusionDetector, init_checkpoint
+def _head_features(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tiny-preset features (content ``[n, C, Dc]``, style ``[n, T, L, Ds]``) whose fakes are moved
+    by +0.5: a head learns them in a few epochs."""
+    from stylefusion.config import preset_config
+
+    c = preset_config("tiny")
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    content = (torch.randn(n, c.num_clips, c.content_dim, generator=g) + 0.5 * y[:, None, None]).relu()
+    style = torch.randn(n, c.num_frames, len(c.style_levels), c.style_dim, generator=g) + 0.5 * y[:, None, None, None]
+    return content, style, y
+
+
+@pytest.fixture(scope="module")
+def trained_head(tmp_path_factory) -> Path:
+    """A head as ``stylefusion train`` writes it (trained, calibrated, with ``ood.*`` tensors): the
+    real producer, not a hand-made fixture."""
+    from trainkit import train_on_features
+
+    content, style, y = _head_features(32, 5)
+    return train_on_features(tmp_path_factory.mktemp("head"), content, style, y,
+                             ["train" if i < 20 else "val" for i in range(32)], epochs=2, batch_size=8)
+
+
+def test_a_head_from_stylefusion_train_converts_and_gives_the_same_logits(upstream_files, trained_head, tmp_path,
+                                                                          capsys):
+    from stylefusion.cli import main as cli_main
+    from stylefusion.detector import StyleFusionDetector
 
     psp_path, slow_path, _, _ = upstream_files
-    donor = init_checkpoint("tiny", tmp_path / "head", seed=3, trained=True, threshold=0.3,
-                            training={"dataset": "ffpp-c23"})
-    summary = convert(psp_path, slow_path, tmp_path / "out", head=tmp_path / "head", preset="tiny")
-    det = StyleFusionDetector.from_pretrained(tmp_path / "out")
-    assert det.config.trained is True and det.config.threshold == 0.3
-    assert det.config.training.datasets == ["ffpp-c23"] and det.config.training.summary == "ffpp-c23"
-    assert summary["trained"] is True and det.config.provenance["fusion_head"]["trained"] is True
-    for k, v in donor.fusion.state_dict().items():
-        assert torch.equal(det.fusion.state_dict()[k], v), k
+    donor = StyleFusionDetector.from_pretrained(trained_head, precision="fp32")
+    assert donor.config.calibration is not None and donor.ood is not None  # what training writes
+    # The command itself, as a user runs it.
+    assert cli_main(["convert", "--psp", str(psp_path), "--slow-r50", str(slow_path), "--out", str(tmp_path / "out"),
+                     "--head", str(trained_head), "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "fusion head: trained (copied from --head)" in out and "ood 2" in out
+    det = StyleFusionDetector.from_pretrained(tmp_path / "out", precision="fp32")  # strict load
+
+    # The head's config travels with it: decision rule, calibration, training record.
+    for name in ("trained", "threshold", "threshold_policy", "conformal_alpha", "calibration", "training",
+                 "min_face_px", "min_sharpness", "min_brightness", "max_brightness"):
+        assert getattr(det.config, name) == getattr(donor.config, name), name
+    assert det.config.provenance["fusion_head"] == {"from": str(trained_head), "trained": True}
+    # Every non-backbone tensor is the donor's; the backbones are the upstream files'.
+    mine, theirs = det.state_dict(), donor.state_dict()
+    head_keys = {k for k in theirs if not k.startswith(("content.", "style."))}
+    assert {k.split(".")[0] for k in head_keys} == {"fusion", "ood"}
+    for k in head_keys:
+        assert torch.equal(mine[k], theirs[k]), k
+    assert not torch.equal(mine["style.latent_avg"], theirs["style.latent_avg"])
+
+    # Same features in, same logits, out-of-domain scores and answers out.
+    content, style, _ = _head_features(6, 9)
+    a, b = det.classify(content, style), donor.classify(content, style)
+    torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
+    np.testing.assert_array_equal(det.ood_scores(a.embedding, content, style),
+                                  donor.ood_scores(b.embedding, content, style))
+    from stylefusion.decision import decide
+
+    for logit in a.logits.tolist():
+        assert decide(det.config, logit)[:2] == decide(donor.config, logit)[:2]
+
     with pytest.raises(CheckpointError, match="style_levels"):
-        convert(psp_path, slow_path, tmp_path / "out2", head=tmp_path / "head", preset="tiny", levels=(4,))
+        convert(psp_path, slow_path, tmp_path / "out2", head=trained_head, preset="tiny", levels=(4,))
     with pytest.raises(CheckpointError, match="content_width"):
-        convert(psp_path, slow_path, tmp_path / "out3", head=tmp_path / "head", preset="full")
+        convert(psp_path, slow_path, tmp_path / "out3", head=trained_head, preset="full")
 
 
 def test_legacy_serialisation_loads(tmp_path):

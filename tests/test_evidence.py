@@ -42,7 +42,7 @@ def tiny_detector(seed: int = 0, trained: bool = False):
     from stylefusion.detector import StyleFusionDetector
 
     torch.manual_seed(seed)
-    config = preset_config("tiny", face_size=S, content_size=S, min_person_frames=0, style_diff=True)
+    config = preset_config("tiny", face_size=S, content_size=S, min_person_s=0, style_diff=True)
     if trained:
         config = config.replace(trained=True, training=TrainingRecord(data_summary="planted-signal test videos"))
     return StyleFusionDetector(config, precision="fp32").eval()
@@ -243,6 +243,32 @@ def test_heatmaps_are_fp32_whatever_the_caller_runs_under_and_leave_the_detector
         both[:, 12] = latents
         logits = det.fusion(content[None].repeat(2, 1, 1), both).logits
     assert plain[1].style.sum() == pytest.approx(float(logits[0] - logits[1]), rel=0.05, abs=1e-3)
+
+
+def test_evidence_takes_the_networks_not_the_detector():
+    """No import circle: the evidence reads the three networks, the config and the device (a
+    detector, or :class:`~stylefusion.evidence.Networks` built from its pieces) and never imports
+    the detector module, not even for annotations."""
+    import ast
+    import inspect
+
+    pytest.importorskip("captum")
+    tree = ast.parse(inspect.getsource(ev))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "stylefusion.detector" not in imported and "stylefusion" not in imported
+    det = tiny_detector(seed=2, trained=True)
+    pieces = ev.Networks(style=det.style, content=det.content, fusion=det.fusion, config=det.config)
+    assert pieces.device == det.device
+    crops = segment_crops(True, 3)
+    content, style = ev.fp32_features(pieces, crops)
+    theirs = ev.fp32_features(det, crops)
+    assert torch.equal(content, theirs[0]) and torch.equal(style, theirs[1])
+    a = ev.explain_segment(pieces, crops, content, style, max_frames=1, n_steps=4)
+    b = ev.explain_segment(det, crops, content, style, max_frames=1, n_steps=4)
+    assert a.heatmaps[0].position == b.heatmaps[0].position
+    np.testing.assert_array_equal(a.heatmaps[0].style, b.heatmaps[0].style)
+    np.testing.assert_array_equal(a.heatmaps[0].content, b.heatmaps[0].content)
 
 
 def test_frames_beyond_the_bound_and_bad_positions_are_refused():

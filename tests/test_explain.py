@@ -50,8 +50,9 @@ def trained_ckpt(tmp_path_factory, carphone) -> Path:
 
 @pytest.fixture(scope="module")
 def api(trained_ckpt, carphone):
+    """The README's evidence call: ``detect(path, explain=True)``, without ``return_crops``."""
     det = StyleFusionDetector.from_pretrained(trained_ckpt)
-    return det, det.detect(carphone, explain=True, explain_frames=FRAMES, return_crops=True)
+    return det, det.detect(carphone, explain=True, explain_frames=FRAMES)
 
 
 def test_api_contributions_and_heatmaps(api):
@@ -75,6 +76,36 @@ def test_api_contributions_and_heatmaps(api):
     again = det.explain(res, max_frames=FRAMES)[0]
     np.testing.assert_allclose(again.heatmaps[0].style, seg.heatmaps[0].style, rtol=1e-5, atol=1e-9)
     assert "evidence" in res.timings
+
+
+def test_detect_explain_then_write_evidence_writes_the_overlays(api, tmp_path):
+    """``detect(path, explain=True)`` then ``write_evidence(result, DIR)``: the explained segment keeps
+    its crops (its overlays are drawn on them), the other segments' crops are dropped as before."""
+    import cv2
+
+    from stylefusion.app.render import evidence_items
+    from stylefusion.evidence import overlay, write_evidence
+
+    det, res = api
+    seg = res.deciding_segment
+    size = det.config.face_size
+    assert res.crops is None  # return_crops was not asked for
+    assert seg.heatmaps and seg.crops is not None and seg.crops.shape == (det.config.num_frames, size, size, 3)
+    assert all(s.crops is None for s in res.segments if s.judged and not s.heatmaps)
+    written = write_evidence(res, tmp_path / "evidence")
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert written[-1].name == EVIDENCE_FILE and len(pngs) == 2 * FRAMES
+    doc = json.loads(written[-1].read_text())
+    [entry] = [s for s in doc["segments"] if s["heatmaps"]]
+    for h, mine in zip(entry["heatmaps"], seg.heatmaps):
+        for kind, heatmap in (("style", mine.style), ("content", mine.content)):
+            png = cv2.cvtColor(cv2.imread(str(tmp_path / "evidence" / h[f"{kind}_png"])), cv2.COLOR_BGR2RGB)
+            # the file is the segment's own crop at that frame with its map drawn over it
+            np.testing.assert_array_equal(png, overlay(seg.crops[mine.position], heatmap))
+    # The app draws the same overlays from the same result.
+    items = evidence_items(res)
+    assert len(items) == 2 * FRAMES
+    np.testing.assert_array_equal(items[0][0], overlay(seg.crops[seg.heatmaps[0].position], seg.heatmaps[0].style))
 
 
 def test_cli_api_and_app_agree(api, trained_ckpt, carphone, tmp_path, capsys):

@@ -13,14 +13,17 @@ validation split unless said otherwise:
    so that at most a share R of them is called fake (:func:`threshold_at_fpr`), ``youden`` maximises
    balanced accuracy, a number is taken as it is. The true- and false-positive rates there are
    recorded for the user.
-3. **Split-conformal band** at ``config.conformal_alpha`` on the validation segments
+3. **Split-conformal quantile** ``q`` at ``config.conformal_alpha`` on the validation segments
    (:func:`conformal_quantile`; the references are in :mod:`stylefusion.decision`). Fitting the
    temperature on the same data does not weaken the guarantee: the scores ``1 - p(y)`` are
    ``sigmoid(-+ logit / T)``, so their order, and hence which segments fall inside the quantile,
-   does not depend on ``T``.
+   does not depend on ``T``. The uncertain band is not stored: inference derives it from ``q`` and
+   the threshold ``t`` chosen in step 2, ``[min(t, q, 1 - q), max(t, q, 1 - q)]``
+   (:func:`stylefusion.decision.conformal_band`), the p_fake whose prediction set is not exactly
+   the threshold's label, so that no ``fake``/``real`` answer contradicts its set.
 4. **Out of domain**: the *training* segments' out-of-domain features (the head's fused embedding
    and the mean content and style features, each L2-normalised:
-   :meth:`stylefusion.decision.EmbeddingDensity.features`) give a mean and a Ledoit-Wolf shrunk
+   :meth:`stylefusion.ood.EmbeddingDensity.features`) give a mean and a Ledoit-Wolf shrunk
    precision (scikit-learn); the threshold is the 99th percentile of the validation segments'
    Mahalanobis distances.
 5. **Input quality**: the training segments' face size and sharpness (1st percentiles) and
@@ -42,7 +45,8 @@ import numpy as np
 import torch
 
 from stylefusion.config import QUALITY_DEFAULTS, CalibrationRecord, StyleFusionConfig, parse_threshold_policy
-from stylefusion.decision import EmbeddingDensity
+from stylefusion.decision import conformal_band
+from stylefusion.ood import EmbeddingDensity
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +206,8 @@ def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
 
 
 def prediction_sets(p_fake: np.ndarray, quantile: float) -> np.ndarray:
-    """``[N, 2]`` bool: whether "real" (column 0) and "fake" (column 1) are in each set."""
+    """``[N, 2]`` bool: whether "real" (column 0) and "fake" (column 1) are in each set (the same
+    comparisons as :func:`stylefusion.decision.prediction_set`, which the detector answers by)."""
     p = np.asarray(p_fake, np.float64).reshape(-1)
     return np.stack([p <= quantile, 1.0 - p <= quantile], axis=1)
 
@@ -325,9 +330,11 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
         ood_train_segments=len(train_emb), quality_source=quality_source,
         ece_before=expected_calibration_error(seg_labels, p_raw), ece_after=expected_calibration_error(seg_labels, p_cal),
         brier_before=brier_score(seg_labels, p_raw), brier_after=brier_score(seg_labels, p_cal))
+    band = conformal_band(quantile, threshold)
     logger.info("calibration: temperature %.3f (ECE %.4f -> %.4f), threshold %.4f (%s; val TPR %s FPR %s), "
-                "conformal q %.4f (coverage %.3f), ood threshold %.3f", temperature, record.ece_before,
-                record.ece_after, threshold, threshold_source, tpr, fpr, quantile, cover, ood_threshold)
+                "conformal q %.4f (coverage %.3f; uncertain band [%.4f, %.4f]), ood threshold %.3f", temperature,
+                record.ece_before, record.ece_after, threshold, threshold_source, tpr, fpr, quantile, cover,
+                band[0], band[1], ood_threshold)
     return Calibration(record, threshold, threshold_source, limits,
                        {"ood.mean": mean, "ood.precision": precision}, v_p)
 

@@ -198,7 +198,8 @@ def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -
       confident first (by distance of the calibrated logit to the threshold's, and, with
       out-of-domain statistics, the most in-domain first), with the decision rule's own point.
     """
-    from stylefusion.decision import Quality, decide
+    from stylefusion.decision import decide
+    from stylefusion.quality import Quality
     from stylefusion.results import Label, most_suspicious
 
     c = det.config
