@@ -43,8 +43,11 @@ MAX_PARAMETERS = 1_000_000_000
 
 #: Fields of earlier configs that are no longer part of a checkpoint; read and ignored.
 #: ``style_batch_size`` is a runtime setting now (``StyleFusionDetector(style_batch_size=...)``).
-#: ``min_face_ratio`` became ``min_person_frames`` (a person, not any face, must be seen that often).
-RETIRED_FIELDS = frozenset({"style_batch_size", "min_face_ratio"})
+#: ``min_face_ratio`` became ``min_person_frames``, which became ``min_person_s`` (seconds of a person's
+#: visible span in a shot); ``track_iou`` served the retired single-main-face path and
+#: ``track_min_appearance`` the colour-histogram veto that a flickering face defeated.
+RETIRED_FIELDS = frozenset({"style_batch_size", "min_face_ratio", "min_person_frames", "track_iou",
+                            "track_min_appearance"})
 
 #: Input-quality limits of checkpoints whose training did not measure its data's crops (see the
 #: README's "Input quality" for the measurements on the shared clips behind them).
@@ -322,22 +325,27 @@ class StyleFusionConfig:
     # searched in 720p becomes ~40 px), with the same boxes for larger faces. 0 = every level.
     detect_max_side: int = param(640, lo=0, hi=8192, features=True)
     min_face_confidence: float = param(0.9, lo=0.0, hi=1.0, features=True)  # weaker boxes are ignored
-    # A face in the next sampled frame continues the track if its box overlaps the previous one
-    # this much (intersection over union); otherwise the track re-acquires the largest face.
-    track_iou: float = param(0.3, lo=0.0, hi=1.0, features=True)
-    # Linking faces into one track per person (faces.FaceCropper.track_people): a pair of boxes in
-    # consecutive sampled frames failing any of these gates is never the same person.
+    # The scan (people.scan): every analysed window is looked at scan_fps frames a second (at most
+    # scan_max_frames of them), decoded with a long side of at most scan_max_side, to find shot cuts
+    # and every person's visible spans before any crop is cut.
+    scan_fps: float = param(4.0, lo=0.1, hi=60.0, features=True)
+    scan_max_side: int = param(640, lo=64, hi=8192, features=True)
+    scan_max_frames: int = param(64, lo=2, hi=1024, features=True)
+    # Linking faces of consecutive scan frames into one track per person (faces.track_faces):
+    # GEOMETRY decides: a pair failing either gate is never the same person; appearance only breaks
+    # ties between faces that pass both, and never vetoes the only face inside the gates.
     track_max_shift: float = param(1.0, lo=0.0, hi=10.0, features=True)  # centre shift, in face sizes
     track_max_size_ratio: float = param(1.6, lo=1.0, hi=10.0, features=True)  # larger / smaller side
-    track_min_appearance: float = param(0.7, lo=0.0, hi=1.0, features=True)  # same person: >= 0.75 on the clips
     shot_cut_threshold: float = param(0.5, lo=0.0, hi=1.0, features=True)  # frame histogram distance
-    track_max_gap: int = param(4, lo=1, hi=64, features=True)  # sampled frames a face may go undetected
-    # A person with fewer distinct source frames in a window is listed but not judged (16 = half of
-    # T=32, as the report pipeline's rule that half of the frames must show a face; a stretch with
-    # fewer distinct frames than that, e.g. a very short video, asks for half of its frames). 0: no
-    # face is required, and a stretch where nobody is tracked is judged on centre crops (data without
-    # faces).
-    min_person_frames: int = param(16, lo=0, hi=1024)
+    track_max_gap: int = param(4, lo=1, hi=64, features=True)  # scan frames a face may go undetected
+    # Re-identification (faces.reidentify): two tracks of different shots or windows are one person
+    # when their identity descriptors (faces.identity_descriptor) are at least this similar and
+    # they never appear at the same time; otherwise they keep two ids.
+    reid_min_similarity: float = param(0.97, lo=0.0, hi=1.0, features=True)
+    # A person visible for less than this many seconds within one shot and window is listed but not
+    # judged. 0: no face is required, and a window where nobody is tracked is judged on centre crops
+    # (data without faces).
+    min_person_s: float = param(1.0, lo=0.0, hi=3600.0, features=True)
 
     # --- content path (PyTorchVideo slow_r50 trunk, clips 3x16x112x112, 0.45/0.225)
     content_size: int = param(112, lo=32, hi=512, features=True)

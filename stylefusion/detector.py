@@ -7,8 +7,9 @@ subset) or ``fusion.`` (the head); :mod:`stylefusion.checkpoint` reads and write
 strict: a missing or unexpected key is an error that lists them (huggingface_hub's mixin loads
 non-strictly by default, which would let an incomplete checkpoint run with random weights).
 
-``detect`` runs the report's pipeline as stages that can be called alone — ``read`` (frames) →
-``faces`` (crops) → ``features_from_track`` (both extractors) → ``classify`` (the head) — with
+``detect`` runs the pipeline as stages that can be called alone — ``people`` (the front end of
+:mod:`stylefusion.people`: scan, shots, tracks, people, spans, each judged span's crops) →
+``style_features`` / ``content_features`` (both extractors) → ``classify`` (the head) — with
 every crop of a video going through each network in one or a few batched passes, and answers
 honestly: a checkpoint whose head was never trained yields the label ``untrained`` and no
 probability (:func:`stylefusion.decision.decide`, which also calibrates, bands, checks the domain
@@ -35,7 +36,9 @@ from stylefusion.faces import FaceCropper, FaceTrack
 from stylefusion.models.content import SlowR50Trunk
 from stylefusion.models.fusion import FusionHead, FusionOutput
 from stylefusion.models.style import StyleEncoder
-from stylefusion.decision import EmbeddingDensity, checkpoint_decision, judge_segment, measure_quality
+from stylefusion.decision import checkpoint_decision, judge_segment
+from stylefusion.ood import EmbeddingDensity
+from stylefusion.quality import measure_quality
 from stylefusion.evidence import DEFAULT_MAX_FRAMES, batched_contributions, require_trained
 from stylefusion.results import (
     DetectionResult, Label, SegmentResult, TimelineEntry, VideoFeatures, aggregate,
@@ -43,7 +46,6 @@ from stylefusion.results import (
 from stylefusion.transforms import content_clips, style_inputs
 from stylefusion.people import DEFAULT_MAX_PEOPLE, Analysis, NoJudgedPersonError, analyse_people, timed
 from stylefusion.precision import PRECISIONS, resolve_precision
-from stylefusion.video import Frames, read_frames
 
 logger = logging.getLogger(__name__)
 
@@ -254,14 +256,6 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
             self._cropper = FaceCropper(self.config, device=self.device)
         return self._cropper
 
-    def read(self, path: str | Path) -> Frames:
-        """Stage 1: T frames sampled uniformly (raises VideoReadError on a bad file)."""
-        return read_frames(path, self.config.num_frames, max_frame_side=self.config.max_frame_side)
-
-    def faces(self, frames: Frames) -> FaceTrack:
-        """Stage 2: main-face crops of the sampled frames."""
-        return self.cropper(frames)
-
     def _autocast(self) -> torch.autocast:
         """bf16 autocast on the bf16 path (CPU or CUDA); a no-op context on the fp32 path."""
         kind = self.device.type
@@ -296,27 +290,16 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         with torch.inference_mode(), self._autocast():
             return self.content(content_clips(crops, self.config, self.device)).float().cpu()
 
-    def features_from_track(self, track: FaceTrack, timings: dict[str, float] | None = None) -> VideoFeatures:
-        """Stage 3: both feature paths for one video's face track."""
-        timings = {} if timings is None else timings
-        with timed(timings, "style"):
-            style = self.style_features(track.crops)
-        with timed(timings, "content"):
-            content = self.content_features(track.crops)
-        return VideoFeatures(content=content, style=style, source_indices=track.source_indices,
-                             timestamps=track.timestamps, boxes=track.boxes, probs=track.probs,
-                             fallback=track.fallback)
-
     def extract_features(self, path: str | Path, timings: dict[str, float] | None = None) -> VideoFeatures:
-        """The features of a video's first judged segment (its most present person, first window).
+        """The features of a video's first judged segment (its first window's longest span).
 
         Raises:
             NoJudgedPersonError: nobody is visible long enough to judge in any analysed window.
         """
         segments = self.extract_segments(path, timings=timings)
         if not segments:
-            raise NoJudgedPersonError(path, f"no person is visible in {self.config.min_person_frames} or more "
-                                            "distinct sampled frames of any analysed stretch")
+            raise NoJudgedPersonError(path, f"no person is on screen for {self.config.min_person_s:g} s or more "
+                                            "in one shot of any analysed stretch")
         return segments[0]
 
     def classify(self, content: torch.Tensor, style: torch.Tensor) -> FusionOutput:
@@ -375,10 +358,11 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     def extract_segments(self, path: str | Path, max_windows: int | None = None,
                          timings: dict[str, float] | None = None) -> list[VideoFeatures]:
-        """The most present judged person's segment in each analysed window: what training reads.
+        """The longest judged span in each analysed window, through the front end ``detect`` runs
+        (:func:`stylefusion.people.analyse_people`, the same settings): what training reads.
 
-        Training and evaluation read exactly the segments inference judges (each labelled video's
-        most present person, one segment per window), so the head learns what it will judge.
+        One person per window (``max_people=1``): a labelled video's label is given to the person
+        longest on screen, as the datasets label videos, not people.
         """
         timings = {} if timings is None else timings
         a = self.people(path, max_windows, 1, timings)
@@ -418,20 +402,10 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                           contributions=None if contributions is None else contributions[i])
             seg.features = f
 
-    def result_from_features(self, path: str | Path, feats: VideoFeatures, timings: dict[str, float],
-                             video: dict[str, Any] | None = None) -> DetectionResult:
-        """The result of one segment's features alone (one window, one person)."""
-        seg = SegmentResult(window=feats.window, person=feats.person, start_s=float(feats.timestamps.min()),
-                            end_s=float(feats.timestamps.max()), judged=True, label=Label.NOT_JUDGED,
-                            p_fake=None, distinct_frames=feats.distinct_frames,
-                            first_s=float(feats.timestamps.min()), last_s=float(feats.timestamps.max()))
-        timeline = [TimelineEntry(feats.window, seg.start_s, seg.end_s, True, None, None, [])]
-        self.judge([seg], [feats], timings)
-        return self._result(path, [seg], timeline, timings, video, feats.face_found_ratio)
-
     def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],
-                timings: dict[str, float], video: dict[str, Any] | None, found_ratio: float) -> DetectionResult:
-        answer = aggregate(segments, timeline)
+                timings: dict[str, float], video: dict[str, Any] | None, found_ratio: float,
+                unsupported: str | None = None) -> DetectionResult:
+        answer = aggregate(segments, timeline, unsupported)
         # `frames` (and crops): the most present person's first judged segment.
         main = max(answer.people, key=lambda p: (sum(s.distinct_frames for s in p.segments if s.judged), -p.id),
                    default=None)
@@ -482,8 +456,10 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         if return_crops or explain:
             for seg, track in zip(a.judged, a.crops):
                 seg.crops = track.crops
-        timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, []) for w in a.windows]
-        result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio)
+        timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, [],
+                                  "" if w.analysed else _not_analysed(w, a)) for w in a.windows]
+        result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio, a.unsupported)
+        result.shots = [shot.to_dict() for shot in a.shots]
         if explain:
             with timed(timings, "evidence"):
                 self.explain(result, max_frames=explain_frames,
@@ -491,7 +467,10 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         if not return_crops:
             result.crops = None
             for seg in a.judged:
-                seg.crops = None
+                # An explained segment keeps its crops: its heatmaps are drawn over them
+                # (evidence.write_evidence, the app's overlays). The others are dropped.
+                if not seg.heatmaps:
+                    seg.crops = None
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         report("verdict", 1.0)
         return result
@@ -508,7 +487,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         what moved the score, not proof of manipulation.
 
         Args:
-            result: from :meth:`detect` with ``return_crops=True`` (the crops are needed).
+            result: from :meth:`detect` with ``return_crops=True`` (the crops are needed; with
+                ``explain=True`` alone only the segments explained then keep theirs).
             segments: ``"deciding"`` (the segment the video's answer comes from), ``"people"``
                 (each person's most suspicious judged segment), ``"all"`` (every judged segment),
                 or a list of the result's segments.
@@ -521,7 +501,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         Raises:
             EvidenceUnavailable: the head is untrained, or the result kept no crops.
         """
-        from stylefusion.evidence import EvidenceUnavailable, frame_heatmaps
+        from stylefusion.evidence import EvidenceUnavailable, Networks, frame_heatmaps
         from stylefusion.results import most_suspicious
 
         require_trained(self.config)
@@ -540,6 +520,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         if missing:
             raise EvidenceUnavailable("this result kept no face crops to explain: run detect(..., return_crops=True) "
                                       "or detect(..., explain=True)")
+        # The evidence gets the pieces it reads, not the detector: it does not depend on this class.
+        networks = Networks(style=self.style, content=self.content, fusion=self.fusion, config=self.config)
         total = sum(min(max_frames, len(s.frames)) for s in chosen)
         done = 0
         for seg in chosen:
@@ -549,7 +531,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                 if progress is not None:
                     progress(base + n, total)
 
-            seg.heatmaps = frame_heatmaps(self, seg.crops, seg.features.content, seg.features.style,
+            seg.heatmaps = frame_heatmaps(networks, seg.crops, seg.features.content, seg.features.style,
                                           frames.tolist(), source_indices=[f.source_index for f in seg.frames],
                                           max_frames=max_frames, progress=step)
             done += len(frames)
@@ -558,6 +540,16 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
 def _no_progress(stage: str, fraction: float) -> None:
     return None
+
+
+def _not_analysed(window: Any, analysis: Analysis) -> str:
+    """Why a stretch of the timeline was not analysed, in words."""
+    failed = [f for f in analysis.failed if f.startswith(f"{window.start_s:.1f}-{window.end_s:.1f} s")]
+    if failed:
+        return "could not be decoded"
+    if window.stop <= window.start:
+        return "no frame starts in this stretch"
+    return "left out: at most max_windows stretches are analysed, spread evenly"
 
 
 def init_checkpoint(preset: str, out_dir: str | Path, seed: int = 0, **overrides: Any) -> StyleFusionDetector:

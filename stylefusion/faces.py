@@ -1,27 +1,27 @@
-"""Find the faces in the sampled frames, follow each person, and cut square crops (the report's stage 2).
+"""Faces: find them, follow each person through a shot, know them again after a cut, crop them.
 
-Steps, each callable alone (as in facenet-pytorch): ``detect`` (MTCNN on the frames in batches,
-skipping the small-face pyramid levels on large frames) → ``track_people`` (every confident face
-linked into one track per person: an assignment between consecutive sampled frames on box overlap,
-position, size and appearance, with hard gates; a shot cut ends every track) → ``segment`` (T
-crops of one person) → ``crop`` (grow the box by the margin in source pixels, make it square, keep
-it inside the frame, resize). ``FaceCropper.__call__`` keeps the single "main face" path
-(``select_track``), where a frame without that face falls back to a centre crop and is flagged.
-:func:`link_across_windows` says which track of the next window continues which of the previous.
+Steps, each callable alone (as in facenet-pytorch):
 
-MTCNN's weights ship inside facenet-pytorch, so detection runs offline. We call its ``detect`` and
-do selection and cropping ourselves: its batched ``forward`` raises when some frames have no face
-(facenet-pytorch issue #224), and its margin is in output pixels, not the report's source pixels.
+1. :meth:`FaceCropper.detect`: MTCNN on frames in batches (facenet-pytorch's ``detect_face``).
+2. :func:`track_faces`: the faces of consecutive scan frames of one shot linked into one
+   :class:`Track` per person. **Geometry decides continuity** (box overlap, centre shift and size,
+   with hard gates); appearance only breaks ties between faces that all pass the gates, and never
+   vetoes the only face inside them. A manipulated face (a colour-transfer flicker, a blurred or
+   noisy frame, a seam) is still where the face was, so manipulation cannot split a track.
+3. :func:`reidentify`: tracks of different shots, gaps and windows that are one person get one id,
+   by :func:`identity_descriptor` (a descriptor that colour, brightness, blur and noise changes of
+   the face do not move much) with plausibility gates; when unsure, two ids, never a merge.
+4. :meth:`FaceCropper.crop_box` / :meth:`FaceCropper.crop`: grow the box by the margin in source
+   pixels, make it square, keep it inside the frame, resize.
 
-No face-recognition weights are available offline (facenet's InceptionResnetV1 downloads them), so
-appearance is a colour histogram of the face and hair (:func:`appearance_descriptor`, measured
-figures there). It does not identify people in general; it only has to tell the face a track
-followed from another face that passes the geometric gates at the next sampled frame.
+Shot cuts come from :func:`frame_signature` and :func:`cut_distance` (whole-frame colour layout).
+MTCNN's weights ship inside facenet-pytorch, so detection runs offline. We call its ``detect_face``
+and do selection and cropping ourselves: its batched ``forward`` raises when some frames have no
+face (facenet-pytorch issue #224), and its margin is in output pixels, not the report's source pixels.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,7 +32,6 @@ import torch
 
 from stylefusion.config import StyleFusionConfig
 from stylefusion.results import face_found_ratio
-from stylefusion.video import Frames
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +44,12 @@ DETECT_MAX_FRAMES = 32
 
 @dataclass
 class FaceTrack:
-    """Face crops of the sampled frames, aligned with ``source_indices``.
+    """Face crops of one judged segment, aligned with ``source_indices``.
 
     crops: [T, S, S, 3] uint8 RGB; boxes: [T, 4] float32 crop boxes (x1, y1, x2, y2) in source
-    pixels; probs: [T] float32 MTCNN probability of the tracked face (0 for fallbacks);
-    fallback: [T] bool, True where no face was found and a centre crop was used.
+    pixels; probs: [T] float32 MTCNN probability of the person's face in that frame (0 where it
+    was not detected and its box was interpolated from the frames around it, or for fallbacks);
+    fallback: [T] bool, True where no person is followed and a centre crop was used.
     """
 
     crops: np.ndarray
@@ -73,11 +73,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-# --- appearance and shot cuts ---------------------------------------------------------------------
-#: The appearance region is the face box grown by this fraction of its width and height on each
-#: side (forehead, hair, ears and a rim of what is around the head), and its hue x saturation bins.
-APPEARANCE_GROW = 0.15
-APPEARANCE_BINS = (16, 16)
+def box_size(box: np.ndarray) -> float:
+    """Face size: the square root of the box's area (same units as the box)."""
+    return math.sqrt(max(0.0, float(box[2] - box[0])) * max(0.0, float(box[3] - box[1])))
+
+
+# --- shot cuts -----------------------------------------------------------------------------------
 #: Shot cuts: whole frames at this long side, a grid of GRID x GRID cells, hue x saturation bins per cell.
 CUT_SIDE = 256
 CUT_GRID = 4
@@ -92,46 +93,6 @@ def _sqrt_hist(hsv: np.ndarray, bins: tuple[int, int]) -> np.ndarray:
     if total <= 0:
         h, total = np.ones_like(h), float(h.size)
     return np.sqrt(h / total).astype(np.float32)
-
-
-def appearance_descriptor(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """L2-normalised appearance of the face in ``box`` (decoded pixels of the RGB ``image``).
-
-    The hue x saturation histogram (16 x 16 bins, square-rooted) of the face box grown by
-    :data:`APPEARANCE_GROW` per side (so hair and a rim of background count), resized to 32 x 32
-    first. The similarity of two descriptors is their dot product, the Bhattacharyya coefficient
-    of the two histograms, in [0, 1].
-
-    Why this is enough here: it is not a face recogniser and need not be one. Position and size
-    gates decide first; appearance only has to veto the link when another face passes them one to
-    a few sampled frames later, and such a face (after a cut nobody detected, or where the tracked
-    face vanished) nearly always comes with other light, hair, skin tone or background. A
-    presenter and the Star Wars inset score at most 0.45, the two halves of a split screen 0.45.
-    Brightness (HSV value) is left out, so fades, exposure changes and shadows do not break a
-    track, and a histogram has no geometry, so a head turn or a hand in front of the mouth does
-    not either. What it cannot do: two people in the same room and light (a woman and the small
-    face in a framed photo behind her: up to 0.80; two friends in a selfie: 0.89) look alike to
-    it, and only the position and size gates keep them apart.
-
-    Measured on the clips in ``../shared/clips`` (32 frames each, 1 221 faces): the same person
-    1 to 3 sampled frames apart scores at least 0.79 (1 % quantile 0.88; 3 396 pairs); different
-    people of one clip within 3 frames score below 0.7 in 69 % of 1 871 pairs, faces of different
-    clips in 83 % of 709 000. Grayscale thumbnails, LBP and gradient histograms of the box were
-    measured too and left out: they follow pose and expression more than identity (a thumbnail
-    correlation of one woman fell to -0.35 as she turned her head), so at a threshold that keeps
-    every same-person pair they reject fewer different people than the colour histogram alone,
-    and adding them to it did not help either.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    gw, gh = (x2 - x1) * APPEARANCE_GROW, (y2 - y1) * APPEARANCE_GROW
-    height, width = image.shape[:2]
-    xa, ya = int(max(0.0, math.floor(x1 - gw))), int(max(0.0, math.floor(y1 - gh)))
-    xb, yb = int(min(float(width), math.ceil(x2 + gw))), int(min(float(height), math.ceil(y2 + gh)))
-    patch = image[ya:max(yb, ya + 1), xa:max(xb, xa + 1)]
-    if patch.size == 0:  # a box entirely outside the frame (never from MTCNN): no information
-        patch = np.zeros((1, 1, 3), np.uint8)
-    small = cv2.resize(np.ascontiguousarray(patch), (32, 32), interpolation=cv2.INTER_AREA)
-    return _sqrt_hist(cv2.cvtColor(small, cv2.COLOR_RGB2HSV), APPEARANCE_BINS)
 
 
 def frame_signature(image: np.ndarray) -> np.ndarray:
@@ -163,24 +124,135 @@ def cut_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.median(np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))))
 
 
-def _box_size(box: np.ndarray) -> float:
-    return math.sqrt(max(0.0, float(box[2] - box[0])) * max(0.0, float(box[3] - box[1])))
 
 
-def _link_cost(config: StyleFusionConfig, box_a: np.ndarray, refs: list[np.ndarray],
-               box_b: np.ndarray, desc_b: np.ndarray, gap: int) -> float | None:
-    """Cost of saying that face ``b`` continues the track whose last box is ``box_a``, ``gap``
-    sampled frames later; None when a gate fails (then they are never the same person).
+# --- identity ------------------------------------------------------------------------------------
+#: The identity descriptor reads the inner face: the central IDENTITY_INNER of the detector's box
+#: (no background, little hair), as a grayscale IDENTITY_SIDE x IDENTITY_SIDE thumbnail.
+IDENTITY_INNER = 0.8
+IDENTITY_SIDE = 24
 
-    Gates (after a gap of g frames the geometric ones are relaxed by sqrt(g), as the spread of a
-    random walk grows): the centre moves at most ``track_max_shift`` face sizes (face size =
-    sqrt(box area), the mean of the two), the larger face is at most ``track_max_size_ratio`` times
-    the smaller (sides), and the appearance similarity to the track (its last face or its mean,
-    whichever is higher) is at least ``track_min_appearance``. The cost adds up (1 - IoU) and each
-    gated quantity as a fraction of its gate, plus (g - 1) so that a track seen in the previous
-    frame wins over one that is being revived.
+
+def identity_descriptor(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """L2-normalised descriptor of the face in ``box`` (pixels of the RGB ``image``) for
+    re-identification, built to be blind to what a manipulation or an edit changes.
+
+    Gradient-orientation histograms (3 x 3 cells, 8 orientations, each cell normalised) of the
+    inner face as a zero-mean, unit-variance grayscale thumbnail: a colour gain or offset, a
+    brightness change and a tint are removed by the normalisation, a blur or noise moves the
+    small thumbnail's gradients little, and per-cell normalisation keeps contrast out. It describes
+    the layout of the face (eyes, brows, nose, mouth) rather than its colours, so a face swap's
+    colour flicker does not move it. It is not a face recogniser: it only decides whether two
+    tracks of one video (across a cut or a gap) are the same person, with gates and a threshold
+    measured on the shared clips (``benchmarks/bench_reid.py``); when unsure they stay two people.
     """
-    sa, sb = _box_size(box_a), _box_size(box_b)
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    cx, cy, half_w, half_h = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * IDENTITY_INNER / 2, (y2 - y1) * IDENTITY_INNER / 2
+    height, width = image.shape[:2]
+    xa, ya = int(max(0.0, math.floor(cx - half_w))), int(max(0.0, math.floor(cy - half_h)))
+    xb, yb = int(min(float(width), math.ceil(cx + half_w))), int(min(float(height), math.ceil(cy + half_h)))
+    patch = image[ya:max(yb, ya + 1), xa:max(xb, xa + 1)]
+    if patch.size == 0:
+        patch = np.zeros((1, 1, 3), np.uint8)
+    grey = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    small = cv2.resize(grey, (IDENTITY_SIDE, IDENTITY_SIDE), interpolation=cv2.INTER_AREA)
+    small = (small - small.mean()) / (small.std() + 1e-3)
+    # A mirrored picture (a flipped selfie, an edit) is the same person: the descriptor of the face
+    # plus that of its mirror image is the same for both.
+    return _unit(_orientation_cells(small) + _orientation_cells(small[:, ::-1]))
+
+
+def _orientation_cells(small: np.ndarray) -> np.ndarray:
+    """Square-rooted 8-bin gradient-orientation histograms of a 3 x 3 grid, each cell normalised."""
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.sqrt(gx * gx + gy * gy)
+    bins = np.minimum(((np.arctan2(gy, gx) % np.pi) / np.pi * 8).astype(np.int64), 7)  # unsigned orientation
+    cells, step = [], small.shape[0] // 3
+    for i in range(3):
+        for j in range(3):
+            sl = (slice(i * step, (i + 1) * step), slice(j * step, (j + 1) * step))
+            hist = np.bincount(bins[sl].ravel(), weights=mag[sl].ravel(), minlength=8)
+            cells.append(hist / (np.linalg.norm(hist) + 1e-6))
+    return np.sqrt(np.concatenate(cells))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
+
+
+# --- records of the scan -------------------------------------------------------------------------
+@dataclass
+class Face:
+    """One detected face of a scan frame: box (x1, y1, x2, y2) in SOURCE pixels, MTCNN probability,
+    identity descriptor."""
+
+    box: np.ndarray
+    prob: float
+    descriptor: np.ndarray
+
+
+@dataclass
+class ScanFrame:
+    """One frame the scan looked at: where it is, which window and shot, what faces it holds."""
+
+    index: int  # source frame index (presentation order)
+    time: float  # seconds from the first frame
+    window: int
+    faces: list[Face]
+    signature: np.ndarray  # frame_signature, for shot cuts
+    brightness: float  # mean luma (0-255) of the frame: "too dark to find a face"
+    shot: int = -1
+
+
+@dataclass(eq=False)  # identity: two tracks are two people even with equal boxes
+class Track:
+    """One person followed through consecutive scan frames of one shot.
+
+    ``ks``: positions in the scan's frame list, in time order; ``boxes``/``probs``: per k, in source
+    pixels; ``descriptor``: the L2-normalised mean of its faces' identity descriptors; ``person``:
+    the id :func:`reidentify` gives it (the same for every track of one person in the video).
+    """
+
+    shot: int
+    ks: list[int] = field(default_factory=list)
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+    probs: dict[int, float] = field(default_factory=dict)
+    descriptor_sum: np.ndarray | None = None
+    person: int = -1
+
+    @property
+    def descriptor(self) -> np.ndarray:
+        return _unit(self.descriptor_sum) if self.descriptor_sum is not None else np.zeros(0, np.float32)
+
+    def add(self, k: int, face: Face) -> None:
+        self.ks.append(k)
+        self.boxes[k], self.probs[k] = face.box, face.prob
+        self.descriptor_sum = face.descriptor.astype(np.float64) if self.descriptor_sum is None \
+            else self.descriptor_sum + face.descriptor
+
+    @property
+    def mean_size(self) -> float:
+        return float(np.mean([box_size(b) for b in self.boxes.values()])) if self.boxes else 0.0
+
+
+# --- tracking ------------------------------------------------------------------------------------
+def _link_cost(config: StyleFusionConfig, box_a: np.ndarray, box_b: np.ndarray, similarity: float,
+               gap: int) -> float | None:
+    """Cost of saying that face ``b`` continues the track whose last box is ``box_a``, ``gap`` scan
+    frames later; None when a geometric gate fails (then they are never the same track).
+
+    Gates (relaxed by sqrt(gap), as the spread of a random walk grows): the centre moves at most
+    ``track_max_shift`` face sizes (face size = sqrt(box area), the mean of the two), the larger
+    face is at most ``track_max_size_ratio`` times the smaller (sides). The cost adds (1 - IoU),
+    each gated quantity as a fraction of its gate and (gap - 1), so that a track seen in the
+    previous frame wins over one being revived; ``0.5 * (1 - similarity)`` of the identity
+    descriptors then only orders candidates that passed every gate. There is no appearance gate:
+    a colour flicker, a blur or a seam is what a manipulated face looks like frame to frame, and
+    must not end its track.
+    """
+    sa, sb = box_size(box_a), box_size(box_b)
     if sa <= 0 or sb <= 0:
         return None
     relax = math.sqrt(gap)
@@ -192,12 +264,8 @@ def _link_cost(config: StyleFusionConfig, box_a: np.ndarray, refs: list[np.ndarr
     log_ratio = abs(math.log(sa / sb))
     if shift > max_shift or log_ratio > max_log_ratio:
         return None
-    similarity = max(float(desc_b @ r) for r in refs)
-    if similarity < config.track_min_appearance:
-        return None
-    app_span = max(1.0 - config.track_min_appearance, 1e-6)
     return ((1.0 - iou(box_a, box_b)) + shift / max_shift + log_ratio / max_log_ratio
-            + (1.0 - similarity) / app_span + (gap - 1))
+            + 0.5 * (1.0 - similarity) + (gap - 1))
 
 
 def _assign(costs: np.ndarray) -> list[tuple[int, int]]:
@@ -212,60 +280,118 @@ def _assign(costs: np.ndarray) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in zip(rows, cols) if finite[r, c]]
 
 
-def _max_gap(config: StyleFusionConfig) -> int:
-    """``config.track_max_gap``: sampled frames a track may skip plus one (1: only consecutive
-    frames are linked). 4 where the config has no such field yet: on the shared clips a face
-    covered by hands or not found for 3 sampled frames must stay one track, and 4 is the fewest
-    that allows it."""
-    return int(config.track_max_gap)
 
 
-def _time_order(frames: Frames) -> list[int]:
-    """Indices t of the first sampled frame of each distinct source frame, in presentation order.
+def track_faces(frames: list[ScanFrame], config: StyleFusionConfig) -> list[Track]:
+    """Every confident face of the scan linked into one :class:`Track` per person and shot.
 
-    Circular padding (a stretch with fewer source frames than T) repeats frames; linking runs on
-    each picture once, and the repeats are the same picture, so they add nothing.
+    Frame by frame in time order, the faces (probability >= ``min_face_confidence``) are assigned
+    to the open tracks of the same shot by ``scipy.optimize.linear_sum_assignment`` on
+    :func:`_link_cost`; a face left unassigned starts a new track. A track may miss its face for up
+    to ``track_max_gap - 1`` scan frames (a hand in front of the face, a head turned away), with
+    the gates relaxed; a new shot (``ScanFrame.shot``) ends every track. Two faces of one frame
+    are never the same track. Returns the tracks in order of their first frame.
     """
-    first: dict[int, int] = {}
-    for t, s in enumerate(np.asarray(frames.source_indices).tolist()):
-        first.setdefault(int(s), t)
-    return [first[s] for s in sorted(first)]
+    conf = config.min_face_confidence
+    max_gap = int(config.track_max_gap)
+    done: list[Track] = []
+    open_tracks: list[Track] = []
+    shot = None
+    for k, frame in enumerate(frames):
+        if frame.shot != shot:
+            done.extend(open_tracks)
+            open_tracks, shot = [], frame.shot
+        done.extend(t for t in open_tracks if k - t.ks[-1] > max_gap)
+        open_tracks = [t for t in open_tracks if k - t.ks[-1] <= max_gap]
+        faces = [f for f in frame.faces if f.prob >= conf and f.box[2] > f.box[0] and f.box[3] > f.box[1]]
+        costs = np.full((len(open_tracks), len(faces)), np.inf)
+        for i, tr in enumerate(open_tracks):
+            desc = tr.descriptor
+            for j, f in enumerate(faces):
+                sim = float(desc @ f.descriptor) if desc.size == f.descriptor.size else 0.0
+                c = _link_cost(config, tr.boxes[tr.ks[-1]], f.box, sim, k - tr.ks[-1])
+                if c is not None:
+                    costs[i, j] = c
+        assigned = {j: i for i, j in _assign(costs)}
+        for j, f in enumerate(faces):
+            if j in assigned:
+                open_tracks[assigned[j]].add(k, f)
+            else:
+                tr = Track(shot=frame.shot)
+                tr.add(k, f)
+                open_tracks.append(tr)
+    done.extend(open_tracks)
+    return sorted(done, key=lambda t: (t.ks[0], -t.mean_size))
 
 
-@dataclass(eq=False)  # identity: tracks hold arrays, and two tracks are two people
-class PersonTrack:
-    """One person's boxes in one window's sampled frames (t = index into Frames, 0..T-1).
+#: Tracks compared at most by :func:`reidentify` (the longest ones).
+REID_MAX_TRACKS = 400
 
-    boxes: t -> face box (x1, y1, x2, y2) in DECODED pixels of ``Frames.images``; probs: t -> MTCNN
-    probability; descriptors: t -> :func:`appearance_descriptor` of that box; appearance: their
-    L2-normalised mean (for linking across windows); first_t / last_t: its first and last frame in
-    time. A repeated frame of circular padding is listed once (at its first t).
+
+def reidentify(tracks: list[Track], frames: list[ScanFrame], config: StyleFusionConfig) -> int:
+    """Give every track a person id, one id per person for the whole video; returns how many.
+
+    Tracks are merged into people by agglomeration: two groups become one person only when EVERY
+    pair of their tracks is plausible (never on screen at the same time, a face-size ratio of at
+    most 2 x ``track_max_size_ratio``) and their tracks' identity descriptors are on average at
+    least ``reid_min_similarity`` alike (average linkage: one short track's noisy descriptor does
+    not split a person seen in 30 shots). The most similar groups merge first. A person whose descriptor
+    moves (a profile against a frontal view) keeps two ids: "when unsure, two people", never two
+    people under one id. Ids are then numbered by on-screen time, 0 = the most present.
     """
+    n = len(tracks)
+    if n == 0:
+        return 0
+    # Only the REID_MAX_TRACKS longest tracks are compared (bounded time for a crowd in a video of
+    # cuts); shorter ones beyond them keep an id of their own.
+    order = sorted(range(n), key=lambda i: -len(tracks[i].ks))
+    compared = sorted(order[:REID_MAX_TRACKS])
+    m = len(compared)
+    start = np.array([frames[tracks[i].ks[0]].time for i in compared])
+    end = np.array([frames[tracks[i].ks[-1]].time for i in compared])
+    size = np.array([max(tracks[i].mean_size, 1e-6) for i in compared])
+    descs = np.stack([tracks[i].descriptor for i in compared])
+    sim = descs @ descs.T
+    veto = (start[:, None] <= end[None, :]) & (start[None, :] <= end[:, None])  # on screen together
+    veto |= np.abs(np.log(size[:, None] / size[None, :])) > math.log(2.0 * config.track_max_size_ratio)
+    # Average-linkage agglomeration with cannot-links: sums of pair similarities between groups,
+    # group sizes, and a veto that a merged group inherits from both of its parts.
+    sums = np.where(veto, 0.0, sim).astype(np.float64)
+    count = np.ones(m)
+    alive = np.ones(m, bool)
+    members = [[i] for i in range(m)]
+    while True:
+        link = sums / np.outer(count, count)
+        ok = ~veto & alive[:, None] & alive[None, :]
+        np.fill_diagonal(ok, False)
+        link = np.where(ok, link, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(link)), link.shape)
+        if not link[a, b] >= config.reid_min_similarity:
+            break
+        sums[a, :] += sums[b, :]
+        sums[:, a] += sums[:, b]
+        veto[a, :] |= veto[b, :]
+        veto[:, a] |= veto[:, b]
+        count[a] += count[b]
+        alive[b] = False
+        members[a] += members[b]
+    groups = [[compared[i] for i in members[k]] for k in range(m) if alive[k]]
+    groups += [[i] for i in order[REID_MAX_TRACKS:]]
 
-    boxes: dict[int, np.ndarray]
-    probs: dict[int, float]
-    appearance: np.ndarray
-    first_t: int
-    last_t: int
-    descriptors: dict[int, np.ndarray] = field(default_factory=dict)
+    def presence(g: list[int]) -> float:
+        return sum(frames[tracks[i].ks[-1]].time - frames[tracks[i].ks[0]].time + 1e-3 * len(tracks[i].ks)
+                   for i in g)
 
-    @property
-    def frames(self) -> list[int]:
-        """The t's where the track has a box, in time order."""
-        return sorted(self.boxes)
-
-    def distinct_frames(self, source_indices: np.ndarray) -> int:
-        """Distinct source frames among its frames."""
-        return len({int(source_indices[t]) for t in self.boxes})
-
-    @property
-    def mean_area(self) -> float:
-        return float(np.mean([_box_size(b) ** 2 for b in self.boxes.values()])) if self.boxes else 0.0
+    groups.sort(key=lambda g: (-presence(g), min(tracks[i].ks[0] for i in g)))
+    for pid, g in enumerate(groups):
+        for i in g:
+            tracks[i].person = pid
+    return len(groups)
 
 
 class FaceCropper:
-    """MTCNN face detection, one track per person (and the old main-face track), cropping; configured
-    by a StyleFusionConfig and holding no per-video state (one cropper serves concurrent requests)."""
+    """MTCNN face detection and cropping, configured by a StyleFusionConfig and holding no per-video
+    state (one cropper serves concurrent requests)."""
 
     def __init__(self, config: StyleFusionConfig, device: str | torch.device = "cpu"):
         from facenet_pytorch import MTCNN
@@ -278,7 +404,6 @@ class FaceCropper:
             post_process=False, select_largest=True, keep_all=True, device=self.device,
         )
 
-    # --- step 1 ---------------------------------------------------------------------------------
     def detect(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """All face boxes and probabilities per frame, in the pixels of ``images``.
 
@@ -319,45 +444,6 @@ class FaceCropper:
                 out.append((np.ascontiguousarray(b[:, :4]), np.ascontiguousarray(b[:, 4])))
         return out
 
-    # --- step 2 ---------------------------------------------------------------------------------
-    def select_track(self, detections: list[tuple[np.ndarray, np.ndarray]]) -> list[int | None]:
-        """Index of the main face's box in each frame (None where that person is not found).
-
-        The track starts at the most confident large face of the video (the largest area weighted
-        by probability) and is followed forwards and backwards by overlap with the previous box.
-        When the person cannot be followed (no box overlaps enough) the track picks up the largest
-        confident face again, since a long gap between sampled frames can move anyone far.
-        """
-        conf = self.config.min_face_confidence
-        best, anchor = -1.0, None
-        for t, (b, p) in enumerate(detections):
-            for j in range(len(b)):
-                if p[j] < conf:
-                    continue
-                area = float((b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1]))
-                if area * p[j] > best:
-                    best, anchor = area * p[j], (t, j)
-        chosen: list[int | None] = [None] * len(detections)
-        if anchor is None:
-            return chosen
-        chosen[anchor[0]] = anchor[1]
-        for direction in (range(anchor[0] + 1, len(detections)), range(anchor[0] - 1, -1, -1)):
-            prev = detections[anchor[0]][0][anchor[1]]
-            for t in direction:
-                b, p = detections[t]
-                candidates = [j for j in range(len(b)) if p[j] >= conf]
-                if not candidates:
-                    continue
-                overlaps = [iou(prev, b[j]) for j in candidates]
-                j = candidates[int(np.argmax(overlaps))]
-                if max(overlaps) < self.config.track_iou:
-                    areas = [(b[c, 2] - b[c, 0]) * (b[c, 3] - b[c, 1]) for c in candidates]
-                    j = candidates[int(np.argmax(areas))]
-                chosen[t] = j
-                prev = b[j]
-        return chosen
-
-    # --- step 3 ---------------------------------------------------------------------------------
     def crop_box(self, box: np.ndarray | None, height: int, width: int) -> np.ndarray:
         """Square crop box in frame pixels: the face box grown by the margin, or a centre crop."""
         if box is None:
@@ -378,185 +464,3 @@ class FaceCropper:
         patch = image[y1:y2, x1:x2]
         interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
         return cv2.resize(patch, (size, size), interpolation=interp)
-
-
-    # --- every person ---------------------------------------------------------------------------
-    def shot_cuts(self, frames: Frames, order: list[int] | None = None) -> list[bool]:
-        """For each step between consecutive frames of ``order`` (default: the time order of the
-        distinct sampled frames), whether it is a shot cut (:func:`cut_distance` above
-        ``config.shot_cut_threshold``)."""
-        order = _time_order(frames) if order is None else order
-        signatures = [frame_signature(frames.images[t]) for t in order]
-        return [cut_distance(a, b) > self.config.shot_cut_threshold
-                for a, b in itertools.pairwise(signatures)]
-
-    def track_people(self, frames: Frames,
-                     detections: list[tuple[np.ndarray, np.ndarray]] | None = None) -> list[PersonTrack]:
-        """Every confident face of the window's sampled frames, linked into one track per person.
-
-        Frame by frame in time order, the faces (probability >= ``min_face_confidence``) are
-        assigned to the open tracks by ``scipy.optimize.linear_sum_assignment`` on
-        :func:`_link_cost` (IoU, centre shift, size ratio and appearance, with hard gates). A face
-        left unassigned starts a new track; a track may skip frames where its face is not found
-        (it keeps its last box) for up to ``track_max_gap - 1`` frames, with the gates relaxed; a
-        shot cut between two sampled frames ends every track. Two faces of one frame are never the
-        same track. Returns the tracks sorted by presence: distinct source frames, then mean box
-        area, both descending. ``detections`` (from :meth:`detect`, in the pixels of
-        ``frames.images``) is computed when not given.
-        """
-        images = frames.images
-        if detections is None:
-            detections = self.detect(images)
-        if len(detections) != len(images):
-            raise ValueError(f"{len(detections)} detections for {len(images)} frames")
-        conf = self.config.min_face_confidence
-        max_gap = _max_gap(self.config)
-        order = _time_order(frames)
-        cuts = self.shot_cuts(frames, order)
-        finished: list[dict] = []
-        open_tracks: list[dict] = []
-        for k, t in enumerate(order):
-            if k > 0 and cuts[k - 1]:
-                logger.debug("%s: shot cut before sampled frame %d", frames.info.path, t)
-                finished.extend(open_tracks)
-                open_tracks = []
-            finished.extend(tr for tr in open_tracks if k - tr["last_k"] > max_gap)
-            open_tracks = [tr for tr in open_tracks if k - tr["last_k"] <= max_gap]
-            boxes, probs = detections[t]
-            faces = [(np.asarray(boxes[j], np.float32)[:4], float(probs[j])) for j in range(len(boxes))
-                     if probs[j] >= conf and boxes[j][2] > boxes[j][0] and boxes[j][3] > boxes[j][1]]
-            descs = [appearance_descriptor(images[t], b) for b, _ in faces]
-            costs = np.full((len(open_tracks), len(faces)), np.inf)
-            for i, tr in enumerate(open_tracks):
-                refs = [tr["last_desc"], _unit(tr["desc_sum"])]
-                for j, (b, _) in enumerate(faces):
-                    c = _link_cost(self.config, tr["last_box"], refs, b, descs[j], k - tr["last_k"])
-                    if c is not None:
-                        costs[i, j] = c
-            assigned = {j: i for i, j in _assign(costs)}
-            for j, ((b, p), d) in enumerate(zip(faces, descs)):
-                if j in assigned:
-                    tr = open_tracks[assigned[j]]
-                else:
-                    tr = {"boxes": {}, "probs": {}, "descs": {}, "desc_sum": np.zeros_like(d)}
-                    open_tracks.append(tr)
-                tr["boxes"][t], tr["probs"][t], tr["descs"][t] = b, p, d
-                tr["desc_sum"] = tr["desc_sum"] + d
-                tr["last_box"], tr["last_desc"], tr["last_k"] = b, d, k
-        tracks = [PersonTrack(boxes=tr["boxes"], probs=tr["probs"], appearance=_unit(tr["desc_sum"]),
-                              first_t=min(tr["boxes"]), last_t=max(tr["boxes"]), descriptors=tr["descs"])
-                  for tr in finished + open_tracks]
-        src = frames.source_indices
-        tracks.sort(key=lambda tr: (-tr.distinct_frames(src), -tr.mean_area, tr.first_t))
-        return tracks
-
-    def segment(self, frames: Frames, track: PersonTrack) -> FaceTrack:
-        """T crops of one person: the frames where ``track`` has a box, in time order, repeated
-        circularly to T (T = the number of sampled frames).
-
-        This is the report's padding for videos shorter than T frames, applied to the person's
-        span: no frame is decoded again (the window's sampled frames are all there is in memory,
-        and a second decode per person would make cost grow with the number of people), and every
-        crop is a real detection of that person, never a centre crop or an interpolated box. A
-        person seen in n < T frames contributes each crop about T/n times, and, as with the
-        report's padding, the sequence jumps back to the first crop at each wrap; such a segment
-        is only judged when n >= ``min_person_frames`` (half of T by default). Boxes are the
-        square crop boxes in source pixels; ``fallback`` is all False.
-        """
-        ts = track.frames
-        if not ts:
-            raise ValueError("empty track: no frame to crop")
-        images = frames.images
-        n_out, h, w = len(images), images.shape[1], images.shape[2]
-        order = [ts[i % len(ts)] for i in range(n_out)]
-        size = self.config.face_size
-        crops = np.empty((n_out, size, size, 3), np.uint8)
-        boxes = np.empty((n_out, 4), np.float32)
-        probs = np.empty(n_out, np.float32)
-        done: dict[int, int] = {}
-        for i, t in enumerate(order):
-            if t in done:  # a repeat of the padding: copy, do not crop again
-                crops[i], boxes[i], probs[i] = crops[done[t]], boxes[done[t]], probs[done[t]]
-                continue
-            box = self.crop_box(track.boxes[t], h, w)
-            crops[i] = self.crop(images[t], box)
-            boxes[i] = box / frames.info.decoded_scale  # report in source pixels
-            probs[i] = track.probs[t]
-            done[t] = i
-        idx = np.asarray(order, np.int64)
-        return FaceTrack(crops, boxes, probs, np.zeros(n_out, bool),
-                         np.asarray(frames.source_indices)[idx], np.asarray(frames.timestamps)[idx])
-
-    # --- all steps ------------------------------------------------------------------------------
-    def __call__(self, frames: Frames) -> FaceTrack:
-        images = frames.images
-        t, h, w = images.shape[:3]
-        detections = self.detect(images)
-        chosen = self.select_track(detections)
-        size = self.config.face_size
-        crops = np.empty((t, size, size, 3), np.uint8)
-        boxes = np.empty((t, 4), np.float32)
-        probs = np.zeros(t, np.float32)
-        fallback = np.zeros(t, bool)
-        for i in range(t):
-            j = chosen[i]
-            face = None if j is None else detections[i][0][j]
-            box = self.crop_box(face, h, w)
-            crops[i] = self.crop(images[i], box)
-            boxes[i] = box / frames.info.decoded_scale  # report in source pixels
-            if j is None:
-                fallback[i] = True
-            else:
-                probs[i] = detections[i][1][j]
-        if fallback.any():
-            logger.info("%s: no face in %d of %d sampled frames (centre crop used)",
-                        frames.info.path, int(fallback.sum()), t)
-        return FaceTrack(crops, boxes, probs, fallback, frames.source_indices, frames.timestamps)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
-
-
-def link_across_windows(prev: list[PersonTrack], prev_frames: Frames, nxt: list[PersonTrack],
-                        nxt_frames: Frames, config: StyleFusionConfig) -> dict[int, int]:
-    """Which track of the next window continues which track of the previous one: {next: prev}.
-
-    The two windows must be temporally adjacent (the next starts where the previous ends). A
-    previous track's last box and a next track's first box are linked with the gates and cost of
-    :meth:`FaceCropper.track_people`, the gap being the sampled frames between them (the last
-    frames of the previous window after that box, the first of the next before it, plus one); no
-    pair is linked across a shot cut between those two frames, nor over more than
-    ``track_max_gap`` frames. Each track continues at most one.
-    """
-    if not prev or not nxt:
-        return {}
-    max_gap = _max_gap(config)
-    prev_order, nxt_order = _time_order(prev_frames), _time_order(nxt_frames)
-    prev_pos = {t: k for k, t in enumerate(prev_order)}
-    nxt_pos = {t: k for k, t in enumerate(nxt_order)}
-    signatures: dict[tuple[int, int], np.ndarray] = {}
-
-    def signature(side: int, t: int) -> np.ndarray:
-        if (side, t) not in signatures:
-            signatures[side, t] = frame_signature((prev_frames, nxt_frames)[side].images[t])
-        return signatures[side, t]
-
-    costs = np.full((len(nxt), len(prev)), np.inf)
-    for i, a in enumerate(prev):
-        ta = a.last_t
-        refs = [a.descriptors.get(ta, a.appearance), a.appearance]
-        for j, b in enumerate(nxt):
-            tb = b.first_t
-            gap = (len(prev_order) - 1 - prev_pos.get(ta, len(prev_order) - 1)) + nxt_pos.get(tb, 0) + 1
-            if gap > max_gap:
-                continue
-            desc = b.descriptors.get(tb, b.appearance)
-            c = _link_cost(config, a.boxes[ta], refs, b.boxes[tb], desc, gap)
-            if c is None:
-                continue
-            if cut_distance(signature(0, ta), signature(1, tb)) > config.shot_cut_threshold:
-                continue
-            costs[j, i] = c
-    return {j: i for j, i in _assign(costs)}

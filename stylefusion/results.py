@@ -18,17 +18,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from stylefusion.explain import style_flow
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: records and the card need no torch
+    import torch
 
 #: Version of the layout of ``DetectionResult.to_dict()`` (and of the JSON Schema shipped with it).
 #: 3: a ``decision`` record per judged segment and for the video, the ``unsupported`` label, a
 #: per-frame ``contribution``; ``uncertain_margin`` left the top level (it is the decision's band).
-SCHEMA_VERSION = 3
+#: 4: ``shots`` (the video's shots as the front end found them), a ``shot`` per segment (a segment is
+#: one person's visible span in one shot and window, judged or listed), a ``message`` per timeline
+#: entry (why a stretch was not analysed).
+SCHEMA_VERSION = 4
 SCHEMA_RESOURCE = "detection_result.schema.json"
 
 
@@ -177,15 +182,16 @@ class SegmentResult:
 
     window: int
     person: int
-    start_s: float  # the window's stretch of the video
+    start_s: float  # the person's visible span: first scan frame seen, to the last plus one interval
     end_s: float
     judged: bool
     label: Label  # the verdict for a judged segment, NOT_JUDGED otherwise
     p_fake: float | None  # None when not judged or the head is untrained
-    distinct_frames: int  # distinct source frames of this person in the window
-    first_s: float  # when the person is first / last seen in the window's sampled frames
+    distinct_frames: int  # distinct source frames judged (judged), or scan frames seen (listed)
+    first_s: float  # when the person is first / last seen in the span
     last_s: float
     message: str = ""
+    shot: int | None = None  # the shot of the span (DetectionResult.shots); None for centre crops
     frames: list[FrameResult] = field(default_factory=list)  # T records for a judged segment
     decision: DecisionRecord | None = None  # how a judged segment's answer was reached
     clip_contributions: list[float] | None = None  # per content clip, as FrameResult.contribution
@@ -205,7 +211,7 @@ class SegmentResult:
             "p_fake": None if self.p_fake is None else float(self.p_fake),
             "distinct_frames": int(self.distinct_frames),
             "first_s": round(float(self.first_s), 6), "last_s": round(float(self.last_s), 6),
-            "message": self.message,
+            "message": self.message, "shot": None if self.shot is None else int(self.shot),
             "decision": None if self.decision is None else self.decision.to_dict(),
             "clip_contributions": (None if self.clip_contributions is None
                                    else [float(v) for v in self.clip_contributions]),
@@ -254,13 +260,14 @@ class TimelineEntry:
     label: Label | None  # None when not analysed; NO_FACE when nobody was judged in it
     p_fake: float | None
     people: list[int]
+    message: str = ""  # why a stretch was not analysed (left out by max_windows, undecodable)
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": int(self.window), "start_s": round(float(self.start_s), 6),
                 "end_s": round(float(self.end_s), 6), "analysed": bool(self.analysed),
                 "label": None if self.label is None else Label(self.label).value,
                 "p_fake": None if self.p_fake is None else float(self.p_fake),
-                "people": [int(p) for p in self.people]}
+                "people": [int(p) for p in self.people], "message": self.message}
 
 
 #: How suspicious a label is, for "the most suspicious segment" when no probability orders them.
@@ -313,6 +320,7 @@ class DetectionResult:
     video: dict[str, Any] = field(default_factory=dict)
     people: list[PersonResult] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
+    shots: list[dict[str, Any]] = field(default_factory=list)  # index, start_s, end_s, cut
     crops: np.ndarray | None = field(default=None, repr=False)  # crops of ``frames``, if asked
     style_latents: np.ndarray | None = field(default=None, repr=False)  # latents of ``frames``
 
@@ -349,6 +357,7 @@ class DetectionResult:
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "people": [p.to_dict() for p in self.people],
             "timeline": [t.to_dict() for t in self.timeline],
+            "shots": [dict(x) for x in self.shots],
             "frames": [f.to_dict() for f in self.frames],
         }
 
@@ -378,7 +387,8 @@ class VideoAnswer(NamedTuple):
     segment: SegmentResult | None  # the segment the video's answer comes from (None: nobody judged)
 
 
-def aggregate(segments: list[SegmentResult], timeline: list[TimelineEntry]) -> VideoAnswer:
+def aggregate(segments: list[SegmentResult], timeline: list[TimelineEntry],
+              front_end_reason: str | None = None) -> VideoAnswer:
     """People from their segments, the timeline's answers, and the video's answer.
 
     - A person's answer is their most suspicious judged segment's; with no verdict among their
@@ -388,14 +398,15 @@ def aggregate(segments: list[SegmentResult], timeline: list[TimelineEntry]) -> V
     - The video's answer is its most suspicious judged person's (a fake anywhere makes the video
       fake; with an untrained head every judged answer is ``untrained``); with no verdict
       anywhere, ``unsupported`` when some person could not be judged for the quality of their
-      face, else ``no_face``.
+      face, or when the front end measured why no face could be judged (``front_end_reason``,
+      e.g. "too_dark: ..."), else ``no_face``.
     """
     by_person: dict[int, list[SegmentResult]] = {}
     for s in segments:
         by_person.setdefault(s.person, []).append(s)
     people = []
     for pid in sorted(by_person):
-        segs = sorted(by_person[pid], key=lambda s: s.window)
+        segs = sorted(by_person[pid], key=lambda s: (s.window, s.start_s))
         top = most_suspicious(segs)
         label = Label(top.label) if top is not None else (
             Label.UNSUPPORTED if _first_unsupported(segs) is not None else Label.NOT_JUDGED)
@@ -419,8 +430,12 @@ def aggregate(segments: list[SegmentResult], timeline: list[TimelineEntry]) -> V
             return VideoAnswer(people, Label.UNSUPPORTED, None,
                                f"unsupported: {where} ({unsupported.message}); StyleFusion gives no verdict "
                                "on faces it cannot see well", unsupported)
-        message = ("faces were seen, but no person long enough to judge (fewer than the distinct frames "
-                   "the checkpoint needs in every analysed stretch); StyleFusion judges faces, so no verdict"
+        if front_end_reason:
+            return VideoAnswer(people, Label.UNSUPPORTED, None,
+                               f"unsupported: {front_end_reason}; StyleFusion gives no verdict on faces it cannot see",
+                               None)
+        message = ("faces were seen, but no person long enough to judge (each was on screen for less than "
+                   "the checkpoint's min_person_s in every shot); StyleFusion judges faces, so no verdict"
                    if segments else "no face was found in the analysed stretches; StyleFusion judges faces, "
                    "so no verdict")
         return VideoAnswer(people, Label.NO_FACE, None, message, None)

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -110,6 +110,13 @@ class Frames:
     source_indices: np.ndarray
     timestamps: np.ndarray
     info: VideoInfo
+    #: decoded size / source size of THESE images: ``info.decoded_scale`` unless they were read at
+    #: another long side (the scan's smaller frames, :meth:`VideoReader.iter_frames`).
+    decoded_scale: float | None = None
+
+    @property
+    def scale(self) -> float:
+        return self.info.decoded_scale if self.decoded_scale is None else self.decoded_scale
 
 
 @dataclass
@@ -470,11 +477,19 @@ class VideoReader:
         self._info = VideoInfo(str(self.path), w, h, self.num_source, self._fps, self._duration, 0,
                                self._codec, scale, self._scan.truncated)
 
-    def _set_info(self, first: tuple[np.ndarray, float, int]) -> None:
+    def _set_info(self, first: tuple[np.ndarray, float, int], full_size: bool = True) -> None:
+        """The video's info from its first decoded frame; a frame read at another long side (the
+        scan's) gives the sizes and rotation, and the full-size read's scale is computed as
+        ``_to_rgb`` would, so no frame is decoded only to learn it."""
         img, scale, rotation = first
         h, w = img.shape[:2]
-        self._ref = (h, w)
-        self._info = VideoInfo(str(self.path), int(round(w / scale)), int(round(h / scale)), self.num_source,
+        width, height = int(round(w / scale)), int(round(h / scale))
+        if full_size:
+            self._ref = (h, w)
+        else:
+            m = self.max_frame_side
+            scale = m / max(width, height) if m and max(width, height) > m else 1.0
+        self._info = VideoInfo(str(self.path), width, height, self.num_source,
                                self._fps, self._duration, int(rotation), self._codec, scale,
                                self._scan.truncated)
 
@@ -571,64 +586,88 @@ class VideoReader:
         """
         todo = sorted({w.index: w for w in windows if w.analysed}.values(), key=lambda w: w.index)
         plans = [(w, *self._plan(w, num_frames)) for w in todo]
-        return self._iter(plans)
+        return self._iter_windows(plans)
 
-    def _iter(self, plans: list) -> Iterator[tuple[Window, Frames]]:
-        import av
-
+    def _iter_windows(self, plans: list) -> Iterator[tuple[Window, Frames]]:
         yielded = 0
-        rest = deque(plans)
-        while rest and self._seekable:
-            w, indices, wanted = rest[0]
-            try:
-                decoded = self._decode_seek(wanted)
-            except av.FFmpegError as exc:
-                raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
-            if decoded is None:  # the demuxer refuses to seek: the rest in one sequential pass
-                break
-            rest.popleft()
-            frames = self._assemble(indices, wanted, decoded)
+        for w, frames in self._iter(plans, self.max_frame_side):
             if frames is None:
                 self._skip(w)
                 continue
             yielded += 1
             yield w, frames
             del frames  # not held while the next window is decoded
-        if rest:
-            for w, frames in self._iter_pass(list(rest)):
-                if frames is None:
-                    self._skip(w)
-                    continue
-                yielded += 1
-                yield w, frames
-                del frames
         if plans and not yielded:
             raise VideoReadError(self.path, "no frame could be decoded (corrupt data or unsupported codec)")
 
-    def _iter_pass(self, plans: list) -> Iterator[tuple[Window, Frames | None]]:
-        """One sequential decode for all ``plans``; each window's Frames as soon as it is complete."""
+    def iter_frames(self, plans: Iterable[tuple[Any, np.ndarray]],
+                    max_side: int | None = None) -> Iterator[tuple[Any, Frames | None]]:
+        """``(key, frames)`` for each ``(key, source_indices)`` of ``plans``: the frames at those
+        indices (any order, repeats allowed), decoded with a long side of at most ``max_side``
+        (default: the reader's ``max_frame_side``), or None when none of them can be decoded.
+
+        Plans are read in the order of their last frame; a file that cannot seek is read in ONE
+        sequential pass for all of them. The front end reads its scan (small frames, a few a
+        second) and then each judged span's frames through this one door.
+        """
+        max_side = self.max_frame_side if max_side is None else int(max_side)
+        todo = []
+        for key, indices in plans:
+            indices = np.asarray(indices, dtype=np.int64)
+            if indices.size == 0 or indices.min() < 0 or indices.max() >= self.num_source:
+                raise ValueError(f"frame indices of plan {key!r} outside this {self.num_source}-frame video")
+            todo.append((key, indices, sorted({int(i) for i in indices})))
+        todo.sort(key=lambda p: p[2][-1])
+        return self._iter(todo, max_side)
+
+    def _iter(self, plans: list, max_side: int) -> Iterator[tuple[Any, Frames | None]]:
+        import av
+
+        rest = deque(plans)
+        while rest and self._seekable:
+            key, indices, wanted = rest[0]
+            try:
+                decoded = self._decode_seek(wanted, max_side)
+            except av.FFmpegError as exc:
+                raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
+            if decoded is None:  # the demuxer refuses to seek: the rest in one sequential pass
+                break
+            rest.popleft()
+            yield key, self._assemble(indices, wanted, decoded, max_side)
+        if rest:
+            yield from self._iter_pass(list(rest), max_side)
+
+    def _iter_pass(self, plans: list, max_side: int) -> Iterator[tuple[Any, Frames | None]]:
+        """One sequential decode for all ``plans``; each plan's Frames as soon as it is complete."""
         import av
 
         every = sorted(set().union(*(wanted for _, _, wanted in plans)))
         pending = deque(plans)
-        store: _Decoded = {}  # decoded frames of the windows not yet handed out
+        store: _Decoded = {}  # decoded frames that a plan not yet handed out needs
         container = _open(self.path)
         frames_iter = None
+
+        def take(wanted: list[int]) -> _Decoded:
+            got = {i: store[i] for i in wanted if i in store}
+            needed = set().union(*(w for _, _, w in pending)) if pending else set()
+            for i in wanted:
+                if i not in needed:
+                    store.pop(i, None)
+            return got
+
         try:
             stream = container.streams.video[0]
-            frames_iter = _decode_sequential(self.path, container, stream, self._scan, every, self.max_frame_side)
+            frames_iter = _decode_sequential(self.path, container, stream, self._scan, every, max_side)
             for j, item in frames_iter:
                 store[j] = item
-                # A window is complete once the decoder has reached its last sampled frame (a frame
-                # it skipped is filled from a neighbour, as in a seeking read).
+                # A plan is complete once the decoder has reached its last frame (a frame it
+                # skipped is filled from a neighbour, as in a seeking read).
                 while pending and pending[0][2][-1] <= j:
-                    w, indices, wanted = pending.popleft()
-                    got = {i: store.pop(i) for i in wanted if i in store}
-                    yield w, self._assemble(indices, wanted, got)
+                    key, indices, wanted = pending.popleft()
+                    yield key, self._assemble(indices, wanted, take(wanted), max_side)
             while pending:  # the decoder stopped early: what it gave
-                w, indices, wanted = pending.popleft()
-                got = {i: store.pop(i) for i in wanted if i in store}
-                yield w, self._assemble(indices, wanted, got)
+                key, indices, wanted = pending.popleft()
+                yield key, self._assemble(indices, wanted, take(wanted), max_side)
         except av.FFmpegError as exc:
             raise VideoReadError(self.path, f"cannot decode video ({_short(exc)})") from None
         finally:
@@ -662,20 +701,22 @@ class VideoReader:
                 container.close()
         return decoded
 
-    def _decode_seek(self, wanted: list[int]) -> _Decoded | None:
+    def _decode_seek(self, wanted: list[int], max_side: int | None = None) -> _Decoded | None:
         """The frames at ``wanted`` through seeks; None (and no more seeking) if the demuxer refuses."""
         try:
             return _decode_targets(self.path, self._container, self._stream, self._scan, wanted,
-                                   self.max_frame_side)
+                                   self.max_frame_side if max_side is None else max_side)
         except _NotSeekable as exc:
             logger.info("%s: the demuxer cannot seek (%s); decoding once from the start", self.path, exc)
             self._seekable = False
             self._container.close()
             return None
 
-    def _assemble(self, indices: np.ndarray, wanted: list[int], decoded: _Decoded) -> Frames | None:
+    def _assemble(self, indices: np.ndarray, wanted: list[int], decoded: _Decoded,
+                  max_side: int | None = None) -> Frames | None:
         """Frames for ``indices`` from ``decoded`` (missing ones from the nearest decoded frame of
-        the same read, all brought to one size); None when nothing was decoded."""
+        the same read, all brought to one size: the reader's for full-size reads, the first
+        decoded frame's for a read at another ``max_side``); None when nothing was decoded."""
         if not decoded:
             return None
         missing = [i for i in wanted if i not in decoded]
@@ -686,9 +727,12 @@ class VideoReader:
             for i in missing:
                 j = min(have, key=lambda k: abs(k - i))
                 decoded[i] = decoded[j]
-        if self._ref is None:
+        own_size = max_side is not None and max_side != self.max_frame_side
+        if self._ref is None and not own_size:
             self._set_info(decoded[wanted[0]])
-        h0, w0 = self._ref
+        elif self._info is None:
+            self._set_info(decoded[wanted[0]], full_size=False)
+        h0, w0 = decoded[wanted[0]][0].shape[:2] if own_size else self._ref
         # Copied into the output one by one, each decoded frame let go after its last use, so the
         # read peaks at one window's frames (plus one), not two.
         last_use = {int(i): k for k, i in enumerate(indices)}
@@ -707,7 +751,9 @@ class VideoReader:
         t0 = scan.pts[0]
         timestamps = np.array([float((scan.pts[int(i)] - t0) * scan.time_base) for i in indices],
                               dtype=np.float64)
-        return Frames(images, indices, timestamps, self.info)
+        info = self.info
+        scale = w0 / info.width if own_size and info.width else None
+        return Frames(images, indices, timestamps, info, scale)
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:

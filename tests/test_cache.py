@@ -421,8 +421,11 @@ def cached_entry(tmp_path_factory):
     return cache, rec, base
 
 
-def test_the_moved_constants_are_feature_fields():
-    assert {"max_frame_side", "track_iou"} <= set(FEATURE_FIELDS)  # once module constants, unhashed
+def test_the_front_end_settings_are_feature_fields():
+    """Every setting that changes which frames or crops come out is in the cache's key (issue 21):
+    the scan, the tracking and re-identification, the minimum time on screen."""
+    assert {"max_frame_side", "scan_fps", "scan_max_side", "scan_max_frames", "track_max_gap",
+            "reid_min_similarity", "min_person_s", "shot_cut_threshold"} <= set(FEATURE_FIELDS)
 
 
 @pytest.mark.parametrize("name", FEATURE_FIELDS)
@@ -441,3 +444,20 @@ def test_a_changed_head_or_decision_field_keeps_the_entry(cached_entry, name):
     cache, rec, base = cached_entry
     changed = other_config(base, name)
     assert cache.plan(rec, FeatureKey.from_config(changed, BACKBONE)).action is Action.REUSE
+
+
+def test_an_entry_of_another_precision_is_recomputed_and_a_cache_never_mixes_them(tmp_path):
+    """``--precision auto`` is bf16 on one CPU kind and fp32 on the other: a run resumed on the other
+    kind recomputes the entry, and a folder holding both is refused when read for training."""
+    cache = FeatureCache(tmp_path / "cache")
+    bf16 = replace(KEY, checkpoint={**KEY.checkpoint, "precision": "bf16"})
+    fp32 = replace(KEY, checkpoint={**KEY.checkpoint, "precision": "fp32"})
+    a, b = record(tmp_path, "a"), record(tmp_path, "b")
+    cache.write(a, bf16, features(0))
+    assert cache.plan(a, bf16).action is Action.REUSE
+    assert cache.plan(a, fp32).action is Action.COMPUTE
+    cache.write(b, fp32, features(1))
+    with pytest.raises(CacheError, match="bf16 and fp32"):
+        load_features(tmp_path / "cache")
+    cache.write(a, fp32, features(0))  # redone in fp32: one precision again
+    assert len(load_features(tmp_path / "cache")) == 2

@@ -1,4 +1,4 @@
-"""Face track on the real carphone clip, fallbacks without faces, following one person of two."""
+"""Face crops of the real carphone clip, centre crops without faces, following each of two people."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from stylefusion.config import StyleFusionConfig
 from stylefusion.faces import FaceCropper, iou
+from stylefusion.people import analyse_people
 from stylefusion.video import read_frames
 from videogen import carphone_path, composite_face_video, write_video
 
@@ -23,12 +24,13 @@ def hd_video(tmp_path_factory):
 
 
 def test_carphone_track(cropper, carphone):
-    frames = read_frames(carphone, 32)
-    track = cropper(frames)
+    a = analyse_people(carphone, cropper.config, cropper, 8, 4)
+    assert len(a.crops) == 1
+    track = a.crops[0]
     assert track.crops.shape == (32, 256, 256, 3) and track.crops.dtype == np.uint8
     assert not track.fallback.any() and track.face_found_ratio == 1.0
     assert (track.probs > 0.95).all()
-    np.testing.assert_array_equal(track.source_indices, frames.source_indices)
+    assert len(np.unique(track.source_indices)) == 32 and (np.diff(track.source_indices) > 0).all()
     # Square boxes inside the 176x144 frame, on the same person throughout.
     w = track.boxes[:, 2] - track.boxes[:, 0]
     h = track.boxes[:, 3] - track.boxes[:, 1]
@@ -52,19 +54,25 @@ def test_margin_in_source_pixels(cropper):
 
 
 def test_no_face_falls_back_to_centre_crop(cropper, tmp_path):
+    """With ``min_person_s=0`` (data without faces) a stretch where nobody is followed is judged on
+    centre crops, flagged; with the default it is not judged, and the answer says no face was found."""
     rng = np.random.default_rng(0)
     path = write_video(tmp_path / "noise.mp4", 40, width=160, height=96,
                        frame_fn=lambda i: rng.integers(0, 255, (96, 160, 3), dtype=np.uint8))
-    frames = read_frames(path, 32)
-    track = cropper(frames)
+    assert analyse_people(path, cropper.config, cropper, 8, 4).judged == []
+    config = cropper.config.replace(min_person_s=0)
+    a = analyse_people(path, config, FaceCropper(config), 8, 4)
+    assert len(a.crops) == 1
+    track = a.crops[0]
     assert track.fallback.all() and track.face_found_ratio == 0.0
     assert (track.probs == 0).all()
     np.testing.assert_allclose(track.boxes[0], [32, 0, 128, 96])  # centre square of the short side
     assert track.crops.shape == (32, 256, 256, 3)
 
 
-def test_follows_one_person_of_two(cropper, tmp_path):
-    """Person A (left) stays large; person B (right) grows larger: the track must not jump to B."""
+def test_follows_each_of_two_people(cropper, tmp_path):
+    """Person A (left) stays large; person B (right) grows larger: each judged segment stays on one
+    person, and the two are two people."""
     import av
 
     with av.open(str(carphone_path())) as c:
@@ -88,10 +96,12 @@ def test_follows_one_person_of_two(cropper, tmp_path):
     frames = read_frames(path, 32)
     dets = cropper.detect(frames.images)
     assert sum(len(b) >= 2 for b, _ in dets) >= 16, "both faces should be detected in many frames"
-    track = cropper(frames)
-    centres = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
-    sides = np.where(centres < 320, "left", "right")
-    assert len(set(sides)) == 1, sides  # one person throughout
+    a = analyse_people(path, cropper.config, cropper, 8, 4)
+    assert len({seg.person for seg in a.judged}) == len(a.judged) >= 1
+    for track in a.crops:
+        centres = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+        sides = np.where(centres < 320, "left", "right")
+        assert len(set(sides)) == 1, sides  # one person throughout
 
 
 def test_large_frames_skip_fine_pyramid_levels_with_same_boxes(hd_video):

@@ -121,13 +121,13 @@ def zygote(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """The fast checkpoint (8 frames per window), judging face-less windows on centre crops
-    (``min_person_frames=0``: the barcode videos have no face)."""
+    (``min_person_s=0``: the barcode videos have no face)."""
     from stylefusion.detector import StyleFusionDetector
 
     out = tmp_path_factory.mktemp("interrupt_ckpt")
     hostile.fast_checkpoint(out)
     model = StyleFusionDetector.from_pretrained(out)
-    model.config = model.config.replace(min_person_frames=0)
+    model.config = model.config.replace(min_person_s=0)
     model.save_pretrained(out)
     return out
 

@@ -3,7 +3,7 @@
 The dataset is 16 real + 16 fake 96x96 H.264 clips in the generic ``real/`` + ``fake/`` layout.
 Fakes carry a "blending region": a checkerboard texture whose phase and brightness jump from frame
 to frame (the temporal inconsistency the style path is meant to catch). There are no faces: each
-window is judged on centre crops, which the checkpoint is told to accept (``min_person_frames=0``).
+window is judged on centre crops, which the checkpoint is told to accept (``min_person_s=0``).
 The clips (1.6 s) are one window each; a second, smaller dataset of longer clips with a 2 s
 ``window_s`` checks that a video's windows become one entry of several segments and several
 training samples of one video, and that ``train`` records the median training duration.
@@ -244,9 +244,9 @@ def test_failed_video_becomes_an_invalid_entry(pipeline, tmp_path):
     with pytest.warns(UserWarning, match="1 invalid"):
         assert len(load_features(tmp_path / "cache")) == 1
 
-    # Nobody visible long enough (no face, and the default needs a person in 16 distinct frames):
+    # Nobody visible long enough (no face, and the default needs a person on screen for 1 s):
     # no segment, recorded as a failed entry with the reason.
-    det.config = det.config.replace(min_person_frames=16)
+    det.config = det.config.replace(min_person_s=1.0)
     summary = extract_mod.extract([good], det, tmp_path / "faces", progress=False)
     assert summary.failed == 1
     meta = read_header(FeatureCache(tmp_path / "faces").path_for(good.video_id, good.label))

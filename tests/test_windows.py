@@ -415,8 +415,6 @@ class _SpyCropper:
         self.returned += 1
         return [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))] * len(images)
 
-    def track_people(self, frames, detections):
-        return []
 
 
 class _DecodeSpy:
@@ -556,24 +554,16 @@ def test_detection_error_stops_and_joins_the_decoder(three_minutes, monkeypatch)
     assert closed == [[]]  # the reader was closed once, after the decoder had stopped
 
 
-def test_linking_reads_only_the_frames_kept_of_the_previous_window(carphone, monkeypatch):
-    """people.linking_frames keeps each previous track's last frame only: linking across windows
-    gives the same people as with the whole previous window's frames."""
+def test_one_person_keeps_one_id_across_windows(carphone):
+    """The carphone clip in 2 windows: one person, one id, a span in each window."""
     from stylefusion import people
     from stylefusion.config import StyleFusionConfig
     from stylefusion.faces import FaceCropper
 
     config = StyleFusionConfig(window_s=2.5)  # the 4-second clip in 2 windows
-    cropper = FaceCropper(config)
-
-    def summary():
-        a = people.analyse_people(carphone, config, cropper, 2, 4)
-        return [(s.window, s.person, s.judged, s.distinct_frames) for s in a.segments]
-
-    thin = summary()
-    monkeypatch.setattr(people, "linking_frames", lambda frames, tracks: frames)
-    assert thin == summary()
-    assert [(w, p) for w, p, _, _ in thin] == [(0, 0), (1, 0)]  # one person, linked across
+    a = people.analyse_people(carphone, config, FaceCropper(config), 2, 4)
+    assert [(s.window, s.person, s.judged) for s in a.segments] == [(0, 0, True), (1, 0, True)]
+    assert len(a.shots) == 1  # adjacent windows continue the shot
 
 
 # -- Prefetch itself ------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def calibrated_checkpoint(out: Path, sample_videos: list[str], seed: int = 0) ->
 
     # 64-px crops keep the style encoder fast; the style-flow head input (Choi et al. 2024) makes the
     # frame-to-frame inconsistency learnable from 16 training videos.
-    init_checkpoint("tiny", out, seed, face_size=64, min_person_frames=0, style_diff=True)
+    init_checkpoint("tiny", out, seed, face_size=64, min_person_s=0, style_diff=True)
     det = StyleFusionDetector.from_pretrained(out)
     feats = [det.extract_features(v) for v in sample_videos]
     style = torch.cat([f.style for f in feats])  # [N*T, L, D]

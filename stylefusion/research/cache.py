@@ -207,10 +207,16 @@ class FeatureKey:
         return windows_match(header.duration, header.window_s, header.max_windows, header.num_windows,
                              self.window_s, self.max_windows)
 
+    def same_precision(self, header: "EntryHeader") -> bool:
+        """True unless both this key and the entry name a precision and they differ (bf16 features
+        are not fp32 features: a run resumed on the other CPU kind recomputes, never mixes)."""
+        mine = str(self.checkpoint.get("precision") or "")
+        return not (mine and header.precision and mine != header.precision)
+
     def matches(self, header: "EntryHeader") -> bool:
         """True when the entry's features are the ones this key would make: same backbones, same
-        preprocessing, same windows of the video."""
-        return self.same_source(header) and self.same_windows(header)
+        preprocessing, same precision, same windows of the video."""
+        return self.same_source(header) and self.same_precision(header) and self.same_windows(header)
 
 
 def video_fingerprint(path: str | Path) -> dict[str, str]:

@@ -152,6 +152,10 @@ def load_features(cache_dir: str | Path, splits: Sequence[str] | None = None,
     if len(sources) > 1:
         raise CacheError(f"{cache.root}: entries come from {len(sources)} different backbone/preprocessing "
                          "combinations; use one cache folder per model")
+    precisions = sorted({e.header.precision for e in chosen if e.header.precision})
+    if len(precisions) > 1:  # e.g. a run resumed on the other CPU kind with --precision auto
+        raise CacheError(f"{cache.root}: entries were extracted in {' and '.join(precisions)}; features of one "
+                         "cache must share a precision (run `stylefusion extract --precision fp32` to redo them)")
 
     n = sum(e.header.segments for e in chosen)
     content = style = fallback = None

@@ -219,8 +219,8 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
                     reason = f"{type(exc).__name__}: {exc}"
                 else:
                     if not segments:
-                        reason = (f"{NO_SEGMENT_REASON} (nobody is seen in {c.min_person_frames} or more "
-                                  "distinct sampled frames of any analysed stretch)")
+                        reason = (f"{NO_SEGMENT_REASON} (nobody is on screen for {c.min_person_s:g} s or more in one "
+                                  "shot of any analysed stretch)")
             if segments:
                 cache.write(rec, key, segments, info.fingerprint, duration=info.duration,
                             num_windows=info.num_windows)
