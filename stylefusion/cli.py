@@ -60,8 +60,7 @@ def _run_faces(args: argparse.Namespace) -> int:
     else:
         config = StyleFusionConfig()
     if args.frames is not None:
-        config = config.replace(num_frames=args.frames, clip_len=1,
-                                min_person_frames=min(config.min_person_frames, args.frames))
+        config = config.replace(num_frames=args.frames, clip_len=1)
     max_windows = args.max_windows or (32 if str(args.device).startswith("cuda") else 8)
     analysis = analyse_people(args.video, config, FaceCropper(config, device=args.device), max_windows,
                               args.max_people or DEFAULT_MAX_PEOPLE)
@@ -214,7 +213,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     if args.explain and Path(args.explain).exists() and not Path(args.explain).is_dir():
         raise StyleFusionError(f"--explain {args.explain} is a file: give a folder for the evidence")
     model = args.model or default_model()
-    det = StyleFusionDetector.from_pretrained(model, device=args.device, precision=args.precision)
+    det = _load_detector(model, default=not args.model, device=args.device, precision=args.precision)
     if not det.config.trained:
         if args.explain:
             from stylefusion.evidence import UNTRAINED_REASON
@@ -225,11 +224,15 @@ def _run_detect(args: argparse.Namespace) -> int:
     evidence_dirs: set[str] = set()
     results: list[dict[str, Any]] = []
     failed = 0
+    stretches, seconds = 0, 0.0
     bar = tqdm(videos, unit="video", desc="detect", disable=None, file=sys.stderr)
     for video in bar:
         try:
-            result = det.detect(video, max_windows=args.max_windows, max_people=args.max_people,
-                                return_crops=bool(args.explain))
+            with _VideoProgress(video, position=1) as progress:
+                result = det.detect(video, max_windows=args.max_windows, max_people=args.max_people,
+                                    return_crops=bool(args.explain), progress=progress)
+            stretches += sum(1 for t in result.timeline if t.analysed)
+            seconds += progress.elapsed
             if args.explain:
                 _explain(det, result, args, evidence_dirs)
             res = result.to_dict()
@@ -258,8 +261,64 @@ def _run_detect(args: argparse.Namespace) -> int:
         for r in results:
             writer.writerows(csv_rows(r))
         atomic_write(args.csv_out, buf.getvalue())
-    print(f"{len(videos) - failed} of {len(videos)} videos analysed, {failed} failed", file=sys.stderr)
+    print(f"{len(videos) - failed} of {len(videos)} videos analysed, {failed} failed"
+          + (f"; {stretches} stretch{'es' if stretches != 1 else ''} in {seconds:.1f} s, "
+             f"{seconds / stretches:.1f} s per stretch" if stretches else ""),
+          file=sys.stderr)
     return 1 if failed else 0
+
+
+def _load_detector(model: str, *, default: bool, **options: Any) -> Any:
+    """The detector of ``model``; when it cannot be loaded, one line saying why in the app's words
+    (:mod:`stylefusion.app.missing`: a hub id not published, not reachable, offline) and what to do."""
+    from stylefusion.detector import StyleFusionDetector
+    from stylefusion.errors import CheckpointError
+
+    try:
+        return StyleFusionDetector.from_pretrained(model, **options)
+    except CheckpointError as exc:
+        from stylefusion.app.missing import cli_error, hub_reason
+
+        if default or hub_reason(model, str(exc)):
+            raise StyleFusionError(cli_error(model, str(exc), default=default)) from None
+        raise
+
+
+class _VideoProgress:
+    """A bar within one video, over the detector's stages (sampling, faces, features, verdict):
+    ``detect(..., progress=bar)``. Shows the stage and the fraction done; removed when the video ends."""
+
+    STAGES = {"sampling": "reading frames", "faces": "finding faces", "features": "running the networks",
+              "verdict": "deciding"}
+
+    def __init__(self, video: Path, position: int = 1) -> None:
+        self.video = video
+        self.position = position
+        self.elapsed = 0.0
+
+    def __enter__(self) -> "_VideoProgress":
+        import time
+
+        from tqdm import tqdm
+
+        self._start = time.perf_counter()
+        self.bar = tqdm(total=100, unit="%", desc=self.video.name, leave=False, disable=None, file=sys.stderr,
+                        position=self.position, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+        return self
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        done = round(100 * min(max(float(fraction), 0.0), 1.0))
+        self.bar.set_description_str(f"{self.video.name} ({self.STAGES.get(stage, stage)})", refresh=False)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        else:
+            self.bar.refresh()
+
+    def __exit__(self, *exc: Any) -> None:
+        import time
+
+        self.elapsed = time.perf_counter() - self._start
+        self.bar.close()
 
 
 def _explain(det: Any, result: Any, args: argparse.Namespace, used: set[str]) -> None:
@@ -375,19 +434,9 @@ APP_MODULES = (("gradio", "gradio"), ("plotly", "plotly"), ("yaml", "pyyaml"))
 
 
 def _add_serve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="checkpoint folder or hub repo id (default: $STYLEFUSION_MODEL, else the model named "
-                        "in the packaged Space.yaml)")
-    p.add_argument("--host", default=None,
-                   help="interface to bind (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs the network)")
-    p.add_argument("--no-demo", action="store_true",
-                   help="when the model cannot be loaded, show why and serve nothing, instead of a random-weight "
-                        "demo checkpoint (also: STYLEFUSION_NO_DEMO=1)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="number format of the feature extractors: fp32 (exact), bf16, or auto (default: bf16 "
-                        "on CUDA and on CPUs with native bf16; fp32 elsewhere)")
+    from stylefusion.app.missing import add_serve_arguments  # gradio-free: --help works without the app extra
+
+    add_serve_arguments(p)
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,7 +85,8 @@ def _rows(updates: list) -> list[dict]:
 @pytest.fixture(scope="module")
 def two_people(side_by_side) -> str:
     """4 s, 320x240: the carphone man on the left, Grace Hopper on the right (test_tracking's scene)."""
-    return str(side_by_side[0])
+    # test_tracking's fixture gives the path (it once gave a tuple starting with it)
+    return str(side_by_side if isinstance(side_by_side, (str, Path)) else side_by_side[0])
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +120,20 @@ def test_analyze_untrained_returns_every_output(tiny_ckpt, carphone):
     assert "p_fake" not in verdict  # a number from a random head must not look like an answer
     assert "1 person found, 1 judged" in verdict
     assert all(isinstance(f, go.Figure) for f in (fig_timeline, fig_flow, fig_style, fig_conf))
-    # No contribution from an untrained head: the style flow, and attention labelled as such.
-    assert {t.name for t in fig_flow.data} == {"style flow", "attention weight (not evidence)"}
+    # No contribution from an untrained head, and no attention either: it is flat (1/T on every
+    # frame, within 1% here), so drawing it, or naming the frame it "most" attends to, shows a tie-break.
+    assert [f.attention for f in res.frames] == pytest.approx([1 / len(res.frames)] * len(res.frames), rel=0.01)
+    assert {t.name for t in fig_flow.data} == {"style flow"}
     assert "person 0, 0:00–0:04" in fig_flow.layout.title.text  # the plots say whose they are
     # Untrained: the timeline shows presence (who is seen when), not scores.
     bars = [t for t in fig_timeline.data if t.type == "bar"]
     assert [t.name for t in bars] == ["person 0"] and "who is seen when" in fig_timeline.layout.title.text
-    assert "What the plots below show" in explanation
+    assert "**What the plots show** (for person 0, 0:00–0:04)" in explanation
+    assert "attention" not in explanation.lower()
+    assert not re.search(r"most[^.]*frame \d|frame \d+[^.]*most", explanation)  # no "frame N ... most"
+    assert "Which frames moved the score" not in explanation  # a plot untrained pages do not have
+    notes = app.plot_notes(res)
+    assert "attention" not in " ".join(notes.values()).lower()
 
     # One person row, with the 32 crops of their stretch; the other rows hidden.
     updates = ui.person_updates(res)
@@ -268,10 +277,12 @@ def test_figures_handle_fallback_frames_and_missing_latents():
                           face_found_ratio=0.5, frames=frames, timings={}, checkpoint={},
                           message="a face was found in only 50% of the sampled frames")
     assert "No face found" in app.verdict_markdown(res, 4)
-    assert app.gallery_items(res) == [] and app.person_rows(res) == []
+    assert app.person_rows(res) == [] and app.segment_choices(res) == []
     assert isinstance(app.timeline_figure(res), go.Figure)  # no people, no timeline: still a figure
     conf = app.confidence_figure(res, 0.9)
     assert any(t.name and "fallback" in t.name for t in conf.data)
+    # the minimum is a legend entry, not a label drawn over the bars
+    assert not conf.layout.annotations and any(t.name == "min confidence 0.90" for t in conf.data)
     assert app.style_pattern_figure(res).layout.annotations  # says there is nothing to show
     res.style_latents = np.zeros((4, 8), dtype=np.float32)  # no variance: no crash, no NaN
     fig = app.style_pattern_figure(res)
@@ -337,7 +348,23 @@ def test_timeline_scores_presence_and_stretches_not_analysed():
     rows = app.person_rows(trained)
     assert [r.person for r in rows] == [0, 1]
     assert rows[1].title.count("\n- ") == 2 and "not judged" in rows[1].title  # one line per stretch
-    assert len(rows[0].items) == 64 and rows[0].items[0][1].startswith("0:00 · #0 ")
+    assert len(rows[0].items) == 64 and rows[0].items[0][1] == "0:00 #0 p=0.99"
+    # Captions fit under a thumbnail of the 8-column grid.
+    assert max(len(caption) for row in rows for _, caption in row.items) <= 16
+
+    # The selector lists every judged person and stretch, and drives every plot.
+    choices = app.segment_choices(trained)
+    assert [value for _, value in choices] == ["0:0:0", "0:3:45000", "1:0:0"]  # person:window:start_ms
+    assert choices[1][0] == "person 0, 0:45–1:00 (REAL, p_fake 0.25)"
+    ui = app.App(SimpleNamespace(detector=None))
+    figures = ui.select_segment(trained, "1:0:0")
+    for fig in figures[1:4]:
+        assert "person 1, 0:00–0:15" in fig.layout.title.text
+    outline = [sh for sh in figures[0].layout.shapes if sh.type == "rect" and sh.line.dash == "dot"]
+    assert [(sh.x0, sh.x1) for sh in outline] == [(0.0, 15.0)]
+    late = ui.select_segment(trained, "0:3:45000")
+    assert "person 0, 0:45–1:00" in late[1].layout.title.text
+    assert list(late[3].data[0].x) == list(range(1, 33))
 
 
 def test_more_people_than_rows_are_listed_and_said_so():
@@ -541,7 +568,8 @@ def test_api_answers_survives_a_corrupt_file_and_answers_again(server, carphone,
     client = Client(server, verbose=False)
     endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/detect"]
     assert [p["parameter_name"] for p in endpoint["parameters"]] == ["video_path", "max_windows"]
-    assert len(endpoint["returns"]) == len(app.OUTPUTS)  # the page's session state is not part of it
+    # The outputs are named as OUTPUTS says (not value_12); the page's session state is not one of them.
+    assert [r["label"] for r in endpoint["returns"]] == list(app.OUTPUTS)
 
     def detect(path: str, **options):
         out = client.predict(handle_file(path), api_name="/detect", **options)
@@ -589,8 +617,11 @@ def test_fresh_offline_machine_serves_the_demo(tmp_path, carphone):
             page = response.read().decode()
         out = Client(url, verbose=False).predict(handle_file(str(carphone)), api_name="/detect")
     for words in ("Demo mode", "random weights", "could not be loaded", "stylefusion/stylefusion-ffpp",
-                  "HF_HUB_OFFLINE"):
+                  "HF_HUB_OFFLINE", "no trained weights are published under this id yet"):
         assert words in page, words
+    # On top, one plain sentence; the diagnostics are in a collapsed section below it.
+    assert "**Demo: no verdicts.** No trained model is published yet" in page
+    assert "LocalEntryNotFoundError" not in page
     out = dict(zip(app.OUTPUTS, out))
     assert "No verdict: this checkpoint is untrained" in out["verdict"]
     assert all(out[name] is not None for name in app.OUTPUTS if name.endswith("figure"))
@@ -600,10 +631,18 @@ def test_fresh_offline_machine_serves_the_demo(tmp_path, carphone):
     assert "demo-tiny-" in report["checkpoint"]["name"]
 
 
+def _chromium(sync_api):
+    return sync_api.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--disable-sync"])
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_page_in_headless_chromium(server, two_people, tmp_path):
-    """The page after Analyze on two people: the verdict, one row of crops per person, four plots."""
+    """The page at 1280x900 before and after Analyze on two people: one sentence on the model on
+    top, Upload and Analyze above the fold, nothing empty shown; then the verdict, one row of crops
+    per person, the plots with their notes above them, and the selector driving them."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium to run the browser check")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the "
@@ -612,15 +651,20 @@ def test_page_in_headless_chromium(server, two_people, tmp_path):
     shot_dir.mkdir(parents=True, exist_ok=True)
     shot = shot_dir / "app_after_analysis.png"
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update", "--disable-sync"])
+        browser = _chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server, wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_selector("#video-input", timeout=60_000)
-            assert "untrained" in page.inner_text("#model-banner").lower()
-            assert not page.locator("#person-0").is_visible()  # no rows before an analysis
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shot_dir / "app_before_analysis_fold.png"))
+            sentence = page.inner_text("#model-sentence")
+            details_open = page.locator("#model-banner").is_visible()
+            analyze_box = page.locator("#analyze").bounding_box()
+            upload_box = page.locator("#video-input").bounding_box()
+            retention = page.inner_text("#retention")
+            empty_before = {sel: page.locator(sel).is_visible()
+                            for sel in ("#report", "#results", "#person-0", "#evidence-gallery", "#plot-timeline")}
             t_upload = time.monotonic()
             page.set_input_files("#video-input input[type=file]", two_people)
             page.wait_for_selector("#video-input video", timeout=60_000)
@@ -635,6 +679,7 @@ def test_page_in_headless_chromium(server, two_people, tmp_path):
             page.wait_for_function("() => document.querySelectorAll('#person-1-crops img').length >= 8",
                                    timeout=60_000)
             page.wait_for_timeout(1000)  # let plotly finish drawing before the screenshot
+            page.screenshot(path=str(shot_dir / "app_after_analysis_fold.png"))
             page.screenshot(path=str(shot), full_page=True)
             verdict = page.inner_text("#verdict")
             people = [page.inner_text(f"#person-{i}-verdict") for i in range(2)]
@@ -642,10 +687,30 @@ def test_page_in_headless_chromium(server, two_people, tmp_path):
             n_crops = [page.locator(f"#person-{i}-crops img").count() for i in range(2)]
             n_plots = page.locator(".js-plotly-plot").count()
             report_link = page.locator("#report a").count()
+            evidence_shown = page.locator("#evidence").is_visible()
+            note_y = page.locator("#note-temporal").bounding_box()["y"]
+            plot_y = page.locator("#plot-temporal").bounding_box()["y"]
+            title_before = page.locator("#plot-temporal .gtitle").text_content()
+            # The selector drives the plots: choose person 1.
+            page.click("#segment input")
+            page.get_by_role("option", name="person 1, 0:00–0:04 (no verdict (untrained checkpoint))").click()
+            page.wait_for_function(
+                "() => (document.querySelector('#plot-temporal .gtitle')?.textContent || '').includes('person 1')",
+                timeout=60_000)
+            titles_after = [page.locator(f"{sel} .gtitle").text_content()
+                            for sel in ("#plot-temporal", "#plot-style", "#plot-confidence")]
+            page.locator("#segment").scroll_into_view_if_needed()
+            page.screenshot(path=str(shot_dir / "app_selector_person1.png"))
         finally:
             browser.close()
     (shot_dir / "app_timing.json").write_text(json.dumps(
         {"upload_to_verdict_s": t_verdict - t_upload, "click_to_verdict_s": t_verdict - t_click}))
+    # Before: one sentence, the details collapsed, Upload and Analyze above the fold, nothing empty.
+    assert "untrained" in sentence.lower() and "\n" not in sentence.strip() and not details_open
+    assert upload_box["y"] < 900 and analyze_box["y"] + analyze_box["height"] <= 900, analyze_box
+    assert "deleted" in retention and "within" in retention
+    assert not any(empty_before.values()), empty_before
+    # After.
     assert "untrained" in verdict.lower() and "2 people found, 2 judged" in verdict
     for i, text in enumerate(people):
         assert f"person {i} · 0:00–0:04 · no verdict (untrained checkpoint)" in text
@@ -653,4 +718,7 @@ def test_page_in_headless_chromium(server, two_people, tmp_path):
     assert min(n_crops) >= 8
     assert n_plots >= 4
     assert report_link >= 1
+    assert not evidence_shown  # an untrained checkpoint has no evidence: no button, no empty gallery
+    assert note_y < plot_y  # the explanation is above what it explains
+    assert "person 0" in title_before and all("person 1, 0:00–0:04" in t for t in titles_after), titles_after
     assert shot.stat().st_size > 10_000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +143,54 @@ def test_init_in_process(tmp_path, capsys):
     det = StyleFusionDetector.from_pretrained(tmp_path / "t")
     assert det.config.preset == "tiny" and det.config.trained is False
     assert det.config.provenance["init"]["seed"] == 3
+
+
+def test_default_model_offline_says_why_and_what_to_do(carphone, tmp_path):
+    """A fresh machine, offline, no --model: the packaged default has no published weights. One line
+    that says so (and that the Hub is offline), points to --model, `stylefusion init` and the
+    demo, and exit 2; the app's page gives the same reason (tests/test_app.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "STYLEFUSION_MODEL"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), STYLEFUSION_CACHE=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-m", "stylefusion", "detect", str(carphone)], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no --model given, and the default model "
+                                                   "stylefusion/stylefusion-ffpp cannot be loaded: ")
+    line = lines[0]
+    assert "no trained weights are published under this id yet" in line
+    assert "HF_HUB_OFFLINE=1 is set and it is not in the local hub cache" in line
+    assert "HF_TOKEN" not in line and "check the repo id" not in line  # not the user's setup to blame
+    for pointer in ("--model DIR_OR_REPO_ID", "stylefusion init --out DIR", "`stylefusion serve`"):
+        assert pointer in line, pointer
+    assert not (tmp_path / "cache").exists()  # nothing was built behind the user's back
+
+    # Once the app has built its demo checkpoint, the line names its folder as a --model value.
+    from stylefusion.app import demo
+
+    folder = tmp_path / "cache" / demo.demo_folder("tiny").name
+    assert main(["init", "--preset", "tiny", "--out", str(folder)]) == 0
+    env["STYLEFUSION_DEMO_PRESET"] = "tiny"
+    again = subprocess.run([sys.executable, "-m", "stylefusion", "detect", str(carphone)], capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert again.returncode == 2 and f"--model {folder} (the app's demo checkpoint)" in again.stderr
+
+
+def test_detect_shows_progress_within_a_video_and_time_per_stretch(tiny_ckpt, carphone, capsys, monkeypatch):
+    """A bar within each video over the detector's stages (as the app's), and a closing summary
+    with the time per stretch."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:  # tqdm draws only on a terminal
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["detect", str(carphone), "--model", str(tiny_ckpt), "--quiet"]) == 0
+    text = err.getvalue()
+    for stage in ("reading frames", "finding faces", "running the networks", "deciding"):
+        assert f"carphone_pristine.mp4 ({stage})" in text, stage
+    assert "100%" in text
+    summary = text.strip().splitlines()[-1].split("\r")[-1]
+    assert re.fullmatch(r"1 of 1 videos analysed, 0 failed; 1 stretch in [\d.]+ s, [\d.]+ s per stretch", summary), summary

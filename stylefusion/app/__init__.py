@@ -14,14 +14,21 @@ checkpoint, and serves a random-weight demo checkpoint meanwhile (built once in 
 folder; ``--no-demo`` or ``STYLEFUSION_NO_DEMO=1`` turns that off), because a page that explains
 beats a Space stuck in "Runtime error".
 
-- :mod:`~stylefusion.app.model`: loading the model (or the demo) and the banner that says which;
+- :mod:`~stylefusion.app.model`: loading the model (or the demo), the sentence on top of the page
+  and the details behind it;
+- :mod:`~stylefusion.app.missing`: why a model did not load and what to do, in the words the CLI
+  uses too (no gradio needed);
 - :mod:`~stylefusion.app.demo`: the demo checkpoint in the cache folder;
+- :mod:`~stylefusion.app.privacy`: what the app keeps of an analysis, and when it deletes it;
 - :mod:`~stylefusion.app.render`: the verdict (naming who and when), one row per person (their
-  answer and face crops), the timeline, the main segment's plots, the report;
+  answer and face crops), the timeline, the plots of the chosen person and stretch;
 - :mod:`~stylefusion.app.page`: :class:`App` (state, upload checks, ``analyze``, the layout),
   :func:`build_demo`, :func:`serve`, :func:`main`.
 
-Importing this package launches nothing: tests use :class:`App` and :func:`build_demo` directly.
+Importing this package launches nothing and imports neither gradio nor torch: the names below are
+loaded on first use, so that the CLI can read :mod:`~stylefusion.app.missing` and
+:mod:`~stylefusion.app.demo` without the ``app`` extra. Tests use :class:`App` and
+:func:`build_demo` directly.
 """
 
 from __future__ import annotations
@@ -29,15 +36,39 @@ from __future__ import annotations
 # First: `spaces` must be imported before anything touches CUDA (ZeroGPU).
 from stylefusion.app._spaces import gpu  # noqa: I001
 
-from stylefusion.app.model import FIX_HINT, LoadedModel, load_model, model_banner
-from stylefusion.app.page import (CONCURRENCY_LIMIT, MAX_DURATION_S, MAX_PEOPLE_ROWS, MAX_UPLOAD_MB, OUTPUTS,
-                                  QUEUE_MAX_SIZE, STAGES, App, build_demo, example_videos, main, serve)
-from stylefusion.app.render import (EXPLANATION, PersonRow, confidence_figure, explanation_markdown, gallery_items,
-                                    main_segment, person_line, person_rows, style_pattern_figure, summary,
-                                    temporal_figure, timeline_figure, verdict_markdown, where, write_report)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["App", "build_demo", "serve", "main", "LoadedModel", "load_model", "model_banner", "FIX_HINT",
-           "example_videos", "gpu", "STAGES", "OUTPUTS", "MAX_UPLOAD_MB", "MAX_DURATION_S", "MAX_PEOPLE_ROWS",
-           "CONCURRENCY_LIMIT", "QUEUE_MAX_SIZE", "EXPLANATION", "verdict_markdown", "where", "PersonRow",
-           "person_rows", "person_line", "main_segment", "gallery_items", "timeline_figure", "temporal_figure",
-           "style_pattern_figure", "confidence_figure", "explanation_markdown", "summary", "write_report"]
+#: Public name -> the submodule that defines it (imported on first use).
+_LAZY = {
+    **dict.fromkeys(("FIX_HINT", "LoadedModel", "load_model", "model_banner", "model_sentence"), "model"),
+    **dict.fromkeys(("CONCURRENCY_LIMIT", "MAX_DURATION_S", "MAX_PEOPLE_ROWS", "MAX_UPLOAD_MB", "OUTPUTS",
+                     "QUEUE_MAX_SIZE", "STAGES", "App", "build_demo", "example_videos", "main", "serve"), "page"),
+    **dict.fromkeys(("EXPLANATION", "PersonRow", "confidence_figure", "explanation_markdown", "find_segment",
+                     "main_segment", "person_line", "person_rows", "plot_notes", "segment_choices",
+                     "style_pattern_figure", "summary", "temporal_figure", "timeline_figure", "verdict_markdown",
+                     "where"), "render"),
+    **dict.fromkeys(("KEEP_S", "Retention", "retention_markdown"), "privacy"),
+}
+_SUBMODULES = ("demo", "missing", "model", "page", "privacy", "render")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stylefusion.app.model import FIX_HINT, LoadedModel, load_model, model_banner, model_sentence
+    from stylefusion.app.page import (CONCURRENCY_LIMIT, MAX_DURATION_S, MAX_PEOPLE_ROWS, MAX_UPLOAD_MB, OUTPUTS,
+                                      QUEUE_MAX_SIZE, STAGES, App, build_demo, example_videos, main, serve)
+    from stylefusion.app.privacy import KEEP_S, Retention, retention_markdown
+    from stylefusion.app.render import (EXPLANATION, PersonRow, confidence_figure, explanation_markdown,
+                                        find_segment, main_segment, person_line, person_rows, plot_notes,
+                                        segment_choices, style_pattern_figure, summary, temporal_figure,
+                                        timeline_figure, verdict_markdown, where)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["gpu", *sorted(_LAZY)]

@@ -95,28 +95,54 @@ def load_model(ref: str | None = None, *, demo_fallback: bool = False, precision
 
 
 def _load_error(loaded: LoadedModel) -> str:
-    """The load error, naming the model once (library errors already start with the reference)."""
-    if loaded.ref and loaded.error.startswith(loaded.ref):
-        return loaded.error
-    return f"`{loaded.ref or '(none)'}`: {loaded.error}"
+    """Why the model did not load, naming it once, in the words the CLI uses (:mod:`~stylefusion.app.missing`)."""
+    from stylefusion.app.missing import why_not_loaded
+
+    text = why_not_loaded(loaded.ref, loaded.error)
+    if loaded.ref and text.startswith(loaded.ref):
+        return f"`{loaded.ref}`{text[len(loaded.ref):]}"
+    return f"`{loaded.ref or '(none)'}`: {text}"
+
+
+def model_sentence(loaded: LoadedModel) -> str:
+    """The one plain sentence at the top of the page: can this page's answers be trusted as verdicts?"""
+    from stylefusion.app.missing import placeholder_model
+
+    if loaded.is_demo:
+        why = ("no trained model is published yet" if loaded.ref and loaded.ref == placeholder_model()
+               else "the trained model could not be loaded")
+        return (f"**Demo: no verdicts.** {why[0].upper() + why[1:]}, so this page runs an untrained model with "
+                "random weights: it finds and follows the faces in your video and shows what it extracts, but "
+                "it cannot tell you whether they are fake.")
+    if loaded.detector is None:
+        return "**Not working yet: no model is loaded**, so Analyze is off. The details below say why and how to fix it."
+    cfg = loaded.detector.config
+    if not cfg.trained:
+        return ("**No verdicts: this model is untrained** (random weights). The page finds and follows the faces "
+                "in your video and shows what it extracts, but it cannot tell you whether they are fake.")
+    return ("**Upload a video to check whether a face in it was manipulated.** Each answer says who and when, "
+            "and how often this model was wrong on videos it had not seen.")
 
 
 def model_banner(loaded: LoadedModel) -> str:
-    """What the page says first: which checkpoint answers, and whether its answers are verdicts."""
+    """The details behind :func:`model_sentence` (a collapsed section): which checkpoint answers, and
+    whether its answers are verdicts; when it is a stand-in, why and how to change it."""
     if loaded.is_demo:
         cfg = loaded.detector.config
         return (
             "### Demo mode: random weights, no verdicts\n"
-            f"The configured model could not be loaded: {_load_error(loaded)}\n\n"
+            f"The configured model could not be loaded: {_load_error(loaded)}.\n\n"
             f"So that the page still works, it serves a **demo checkpoint with random weights** (the "
             f"`{cfg.preset}` preset, {cfg.num_frames} frames per person and stretch, marked **untrained**), "
             f"built on first start in `{loaded.demo_folder}`. Analyze runs every stage on your video and "
-            "shows the people it finds, their face crops and style plots, but **no verdict**: a random head's score would mean "
-            f"nothing.\n\n{FIX_HINT}\n- `--no-demo` (or `{demo_ckpt.ENV_NO_DEMO}=1`) starts without the "
+            "shows the people it finds, their face crops and style plots, but **no verdict**: a random head's "
+            "score would mean nothing. The command line gives the same reason and stops instead "
+            "(`stylefusion detect` without `--model`).\n\n"
+            f"{FIX_HINT}\n- `--no-demo` (or `{demo_ckpt.ENV_NO_DEMO}=1`) starts without the "
             "demo: the page then only explains what is missing."
         )
     if loaded.detector is None:
-        text = f"### The model could not be loaded\n{_load_error(loaded)}\n\n{FIX_HINT}"
+        text = f"### The model could not be loaded\n{_load_error(loaded)}.\n\n{FIX_HINT}"
         if loaded.demo_error:
             text += f"\n\nThe random-weight demo checkpoint could not be served either: {loaded.demo_error}"
         return text
@@ -142,4 +168,4 @@ def model_banner(loaded: LoadedModel) -> str:
     return text
 
 
-__all__ = ["LoadedModel", "load_model", "model_banner", "FIX_HINT"]
+__all__ = ["LoadedModel", "load_model", "model_sentence", "model_banner", "FIX_HINT"]

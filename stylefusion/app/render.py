@@ -10,19 +10,18 @@ named as in the JSON report and the detector's message (``person 0``, ``person 1
 - :func:`timeline_figure`: ``p_fake`` per stretch and person (trained head) or who is seen when
   (untrained head, or nobody judged), with the stretches that were not analysed;
 - :func:`temporal_figure`, :func:`style_pattern_figure`, :func:`confidence_figure`: the per-frame
-  evidence of the main segment (the report's ``frames``: the most present person's first judged
-  stretch);
-- :func:`summary`: the report without its per-frame records (the API's ``summary`` output);
-  :func:`write_report`: the report itself, exactly ``to_dict()``.
+  evidence of one judged segment, the one the page's *Person and stretch* selector names
+  (:func:`segment_choices`, :func:`find_segment`); by default the main segment (the report's
+  ``frames``: the most present person's first judged stretch);
+- :func:`plot_notes`: the line above each plot, and :func:`explanation_markdown` the reading guide,
+  both saying only what holds for this result (nothing about attention for an untrained head);
+- :func:`summary`: the report without its per-frame records (the API's ``summary`` output). The
+  report file itself is written by :class:`~stylefusion.app.privacy.Retention`, which deletes it.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,43 +33,26 @@ from stylefusion.explain import pca2
 from stylefusion.results import DetectionResult, Label, PersonResult, SegmentResult, most_suspicious
 from stylefusion.results import clock  # the times the detector's message writes
 
+#: How to read the answer: the reading guide above the results (the API's ``explanation`` output
+#: starts with it; :func:`explanation_markdown` adds what the plots of this video show).
 EXPLANATION = """
 **How to read the answer**
 
 - **People and stretches**: the video is cut into stretches of equal length, at most the
   checkpoint's window (15 s unless it was trained on longer or shorter videos); in each one every
-  face is followed from frame to frame, and a track never jumps to another face. A person seen in enough distinct frames of a stretch is judged on crops
-  of their own face only. A person's answer is that of their most suspicious stretch, and the
-  video's that of its most suspicious person: **a fake anywhere makes the video fake**.
+  face is followed from frame to frame, and a track never jumps to another face. A person seen in
+  enough distinct frames of a stretch is judged on crops of their own face only. A person's answer
+  is that of their most suspicious stretch, and the video's that of its most suspicious person:
+  **a fake anywhere makes the video fake**.
 - **The answer** for each person and stretch is *likely fake* or *likely real* by the decision
   threshold, *uncertain* inside the uncertain band (where the checkpoint's calibrated prediction
   set holds both answers) or when the video is unlike the videos the detector was trained on, and
   *cannot judge* when the face is too small, blurry, dark or bright. The numbers under the verdict
   say how each was obtained, including how often the threshold was wrong on validation videos.
-- **Timeline**: when the checkpoint is trained, each person's *p_fake* in each analysed stretch
-  (the dashed line is the decision threshold, the shaded band the uncertain band); otherwise
-  who is seen when. Grey stretches were not analysed (a long video is sampled in at most the
-  number of stretches chosen above, spread evenly over it).
-
-**What the plots below show** (for the person and stretch named in their titles)
-
-- **Which frames moved the score** (trained checkpoints): each sampled frame's *contribution*, how
-  much the score drops (red, the frame pushed toward fake) or rises (blue, toward real) when that
-  frame's style is replaced by the mean of its neighbours'. **Show evidence** then draws, for the
-  frames that pushed most, where in the face the score came from (a heatmap shows what moved the
-  score, not proof of manipulation).
-- **Temporal style pattern**: the line is the *style flow*, how much the face's style code
-  (its identity, expression and lighting as a StyleGAN encoder sees them) changes from one sampled
-  frame to the next. Real faces usually change smoothly; face swaps and re-enactments can flicker.
-  The pale bars are the *attention* weights: what the head weighted, which is not evidence of
-  manipulation.
-- **Style pattern**: each point is one sampled frame's style code, projected to two dimensions
-  (PCA). A compact, smooth path means a steady face; scattered points or sudden jumps mean the
-  face's appearance shifted between frames.
-- **Face detection confidence**: how sure the face detector was on each frame. Frames marked
-  *fallback* had no face and were replaced by a centre crop, so their evidence is weak.
-
-These plots explain what the model looked at; they are not proof on their own.
+  An **untrained** checkpoint gives no answer at all: its score would be noise.
+- **The plots** show one person in one stretch: choose which with *Person and stretch*. Each has a
+  line above it saying what it shows. They explain what the model looked at; they are not proof on
+  their own.
 """
 
 _VERDICT_TITLES = {Label.FAKE: "Likely FAKE (manipulated face)", Label.REAL: "Likely REAL",
@@ -151,7 +133,8 @@ def person_line(person: PersonResult) -> str:
 
 
 def _segment_line(seg: SegmentResult) -> str:
-    text = f"{span(seg.start_s, seg.end_s)}: {label_words(seg.label)}"
+    shot = "" if seg.shot is None else f" (shot {seg.shot + 1})"
+    text = f"{span(seg.start_s, seg.end_s)}{shot}: {label_words(seg.label)}"
     if seg.p_fake is not None:
         text += f" (p_fake {seg.p_fake:.3f})"
     if not seg.judged and seg.message:
@@ -308,12 +291,13 @@ def _crop_items(person: PersonResult, limit: int = MAX_CROPS_PER_PERSON) -> list
         keep = range(n) if n <= per_seg else np.unique(np.linspace(0, n - 1, per_seg).round().astype(int))
         for i in keep:
             frame = seg.frames[i] if i < len(seg.frames) else None
-            # Short enough for a thumbnail of an 11-column grid: source frame and face probability.
+            # Fits under a thumbnail of the 8-column grid (about 16 characters): the time in the video
+            # only when the person has several stretches, the source frame, the face probability.
             caption = "" if frame is None else f"#{frame.source_index} p={frame.detection_prob:.2f}"
             if frame is not None and frame.fallback:
-                caption += " · fallback"
+                caption += " no face"
             if len(segs) > 1:
-                caption = f"{clock(frame.timestamp if frame else seg.start_s)} · {caption}"
+                caption = f"{clock(frame.timestamp if frame else seg.start_s)} {caption}"
             items.append((np.ascontiguousarray(seg.crops[i]), caption))
     return items
 
@@ -337,23 +321,9 @@ def person_rows(res: DetectionResult) -> list[PersonRow]:
                       f"{_plural(s.distinct_frames, 'distinct frame')} of the stretch {span(s.start_s, s.end_s)}.")
         if items:
             shown = "" if len(judged) == 1 else f"{len(items)} crops from their judged stretches; "
-            title += f"\n\n<small>{shown}under each crop: #source frame, p = the face detector's confidence.</small>"
+            title += f"\n\n<small>{shown}under each crop: #source frame, p = the face detector's confidence (click a crop to enlarge it).</small>"
         rows.append(PersonRow(person.id, Label(person.label), person.p_fake, title, items))
     return rows
-
-
-def gallery_items(res: DetectionResult) -> list[tuple[np.ndarray, str]]:
-    """The main segment's face crops (the report's ``frames``) with their frame and face probability."""
-    if res.crops is None:
-        return []
-    items = []
-    for crop, frame in zip(res.crops, res.frames):
-        # Short enough to fit under a thumbnail in an 8-column grid; time is in the plots' hover.
-        caption = f"frame {frame.source_index} · p={frame.detection_prob:.2f}"
-        if frame.fallback:
-            caption += " · fallback"
-        items.append((np.ascontiguousarray(crop), caption))
-    return items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,14 +341,15 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
     return runs
 
 
-def timeline_figure(res: DetectionResult) -> go.Figure:
+def timeline_figure(res: DetectionResult, selected: SegmentResult | None = None) -> go.Figure:
     """Who is judged how in each stretch of the video.
 
     With p_fake (a trained head): one line per person and analysed stretch at its p_fake, the
     threshold and the uncertain band. Without (untrained head, or nobody judged): presence, one
     bar per person and stretch from when they are first to last seen, solid when judged and pale
     when only listed, labelled with their distinct frames. Stretches not analysed are grey, and
-    analysed stretches where nobody was seen are marked "no face".
+    analysed stretches where nobody was seen are marked "no face". The stretch the other plots
+    show (``selected``, default: the main segment's) is outlined.
     """
     fig = go.Figure()
     timeline = res.timeline
@@ -401,6 +372,13 @@ def timeline_figure(res: DetectionResult) -> go.Figure:
     if 1 < len(timeline) <= 64:
         for t in timeline[1:]:
             fig.add_vline(x=t.start_s, line_width=1, line_dash="dot", line_color="rgba(0,0,0,0.2)")
+    # Shot cuts: a person's spans end at them, and each shot is judged on its own.
+    cuts = [shot["start_s"] for shot in res.shots if shot.get("cut")]
+    for x in cuts[:200]:
+        fig.add_vline(x=x, line_width=1.5, line_dash="dash", line_color="rgba(112,72,232,0.55)")
+    if cuts:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=_plural(len(cuts), "shot cut"),
+                                 hoverinfo="skip", line=dict(color="rgba(112,72,232,0.55)", dash="dash")))
 
     if scores:
         thr = res.threshold
@@ -468,6 +446,12 @@ def timeline_figure(res: DetectionResult) -> go.Figure:
             fig.add_annotation(text="no face in any analysed stretch", showarrow=False, x=duration / 2, y=0.5,
                                xref="x", yref="paper")
         height = 160 + 44 * max(1, len(people))
+    shown = selected if selected is not None else main_segment(res)
+    if shown is not None and len(timeline) > 1:
+        fig.add_vrect(x0=shown.start_s, x1=shown.end_s, fillcolor="rgba(0,0,0,0)", layer="above",
+                      line=dict(color=person_colour(shown.person), width=2, dash="dot"),
+                      annotation_text=f"plots below: person {shown.person}", annotation_position="top left",
+                      annotation_font_size=11)
     fig.update_xaxes(title_text="time in the video (s)", range=[0, duration])
     fig.update_layout(title=title, height=height, margin=dict(l=70, r=20, t=50, b=40),
                       legend=dict(orientation="h", y=-0.25 if scores else -0.4))
@@ -475,27 +459,104 @@ def timeline_figure(res: DetectionResult) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------------------------
+# choosing the person and stretch the plots show
+# ---------------------------------------------------------------------------------------------
+def segment_key(seg: SegmentResult) -> str:
+    """The selector's value for a segment: ``person:window:start_ms`` (a person may have several
+    spans, one per shot, in one window)."""
+    return f"{seg.person}:{seg.window}:{round(seg.start_s * 1000)}"
+
+
+def segment_choices(res: DetectionResult) -> list[tuple[str, str]]:
+    """(label, value) per judged segment (the ones with per-frame records), in the people's order."""
+    choices = []
+    for person in sorted(res.people, key=lambda p: p.id):
+        for seg in person.segments:
+            if seg.judged and seg.frames:
+                words = label_words(seg.label) if seg.p_fake is None else f"{label_words(seg.label)}, p_fake {seg.p_fake:.2f}"
+                choices.append((f"person {seg.person}, {span(seg.start_s, seg.end_s)} ({words})", segment_key(seg)))
+    return choices
+
+
+def find_segment(res: DetectionResult, key: str | None) -> SegmentResult | None:
+    """The segment a selector value names; the main segment (the report's ``frames``) when None or unknown."""
+    if key:
+        for seg in res.segments:
+            if segment_key(seg) == key and seg.frames:
+                return seg
+    return main_segment(res)
+
+
+def _untrained(res: DetectionResult, seg: SegmentResult | None) -> bool:
+    label = Label(seg.label) if seg is not None else Label(res.label)
+    return label is Label.UNTRAINED or Label(res.label) is Label.UNTRAINED
+
+
+def plot_notes(res: DetectionResult, seg: SegmentResult | None = None) -> dict[str, str]:
+    """One short paragraph above each plot, saying what it shows for this result (keys as the
+    figures: ``timeline``, ``temporal``, ``style``, ``confidence``)."""
+    seg = seg if seg is not None else main_segment(res)
+    scores = any(s.judged and s.p_fake is not None for s in res.segments)
+    if scores:
+        timeline = ("**Timeline**: each person's *p_fake* in each analysed stretch; the dashed line is the decision "
+                    "threshold and the shaded band the uncertain band.")
+    else:
+        timeline = "**Timeline**: who is seen when; a solid bar is a person judged in that stretch, a pale one only seen."
+    timeline += (" Grey stretches were not analysed (a long video is sampled in at most the number of stretches "
+                 "set under *Options*, spread evenly over it).")
+    if seg is not None and seg.frames and not _untrained(res, seg) and seg.frames[0].contribution is not None:
+        temporal = ("**Which frames moved the score**: each sampled frame's *contribution*, how much the score drops "
+                    "(red: the frame pushed toward fake) or rises (blue: toward real) when that frame's style is "
+                    "replaced by its neighbours'. Below it, the *style flow* (how much the face's style code changes "
+                    "from one sampled frame to the next) and the pale *attention* bars: what the head weighted, "
+                    "which is not evidence of manipulation.")
+    else:
+        temporal = ("**Temporal style pattern**: the *style flow*, how much the face's style code (its identity, "
+                    "expression and lighting as a StyleGAN encoder sees them) changes from one sampled frame to the "
+                    "next. Real faces usually change smoothly; face swaps and re-enactments can flicker.")
+        if _untrained(res, seg):
+            temporal += " With random weights the encoder's codes are not meaningful: this shows the pipeline runs."
+    style = ("**Style pattern**: each point is one sampled frame's style code, projected to two dimensions (PCA), "
+             "coloured by time. A compact, smooth path means a steady face; scattered points or jumps mean its "
+             "appearance shifted between frames.")
+    confidence = ("**Face detection confidence**: how sure the face detector was on each sampled frame (the dotted "
+                  "line is the checkpoint's minimum). Frames marked *fallback* had no face and were replaced by a "
+                  "centre crop, so their evidence is weak.")
+    return {"timeline": timeline, "temporal": temporal, "style": style, "confidence": confidence}
+
+
+# ---------------------------------------------------------------------------------------------
 # the main segment's evidence
 # ---------------------------------------------------------------------------------------------
-def _frame_axis(res: DetectionResult) -> tuple[list[int], list[list[Any]]]:
+def _view(res: DetectionResult, seg: SegmentResult | None) -> tuple[SegmentResult | None, list[Any], Any]:
+    """(segment, its per-frame records, its style latents): ``seg``, else the main segment (the report's ``frames``)."""
+    if seg is not None:
+        return seg, list(seg.frames), seg.style_latents
+    return main_segment(res), list(res.frames), res.style_latents
+
+
+def _frame_axis(frames: list[Any]) -> tuple[list[int], list[list[Any]]]:
     """x = position of the sample (monotonic even when short videos are padded circularly)."""
-    xs = list(range(1, len(res.frames) + 1))
-    custom = [[f.source_index, f.timestamp] for f in res.frames]
+    xs = list(range(1, len(frames) + 1))
+    custom = [[f.source_index, f.timestamp] for f in frames]
     return xs, custom
 
 
-def _titled(title: str, res: DetectionResult) -> str:
-    who = _who(main_segment(res))
+def _titled(title: str, seg: SegmentResult | None) -> str:
+    who = _who(seg)
     return f"{title} · {who}" if who else title
 
 
-def temporal_figure(res: DetectionResult) -> go.Figure:
-    """Per sampled frame: its contribution to the score (the headline, trained heads), then the
-    style flow with the attention weights, labelled as attention (what the head weighted, which is
-    not evidence of manipulation)."""
-    xs, custom = _frame_axis(res)
-    contributions = [f.contribution for f in res.frames]
-    scored = bool(res.frames) and all(c is not None for c in contributions)
+def temporal_figure(res: DetectionResult, seg: SegmentResult | None = None) -> go.Figure:
+    """Per sampled frame of ``seg`` (default: the main segment): its contribution to the score (the
+    headline, trained heads), then the style flow with the attention weights, labelled as attention
+    (what the head weighted, which is not evidence of manipulation). An untrained head's attention
+    is flat (1/T on every frame), so it is not drawn."""
+    seg, frames, _ = _view(res, seg)
+    xs, custom = _frame_axis(frames)
+    contributions = [f.contribution for f in frames]
+    scored = bool(frames) and all(c is not None for c in contributions)
+    attention = not _untrained(res, seg)
     hover = "frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
     if scored:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.5, 0.5],
@@ -506,35 +567,43 @@ def temporal_figure(res: DetectionResult) -> go.Figure:
         fig.update_yaxes(title_text="contribution (logit)", row=1, col=1, zeroline=True)
         row, height = 2, 520
     else:
-        fig = make_subplots(specs=[[{"secondary_y": True}]])
+        fig = make_subplots(specs=[[{"secondary_y": attention}]])
         row, height = 1, 340
-    fig.add_trace(go.Bar(x=xs, y=[f.attention for f in res.frames], name="attention weight (not evidence)",
-                         customdata=custom, marker_color="rgba(255,140,0,0.35)",
-                         hovertemplate=hover + "attention %{y:.3f}<extra></extra>"), row=row, col=1, secondary_y=True)
-    fig.add_trace(go.Scatter(x=xs, y=[f.style_flow for f in res.frames], name="style flow", mode="lines+markers",
-                             customdata=custom, line_color="#3b5bdb",
-                             hovertemplate=hover + "style flow %{y:.3f}<extra></extra>"), row=row, col=1,
-                  secondary_y=False)
+    if attention:
+        fig.add_trace(go.Bar(x=xs, y=[f.attention for f in frames], name="attention weight (not evidence)",
+                             customdata=custom, marker_color="rgba(255,140,0,0.35)",
+                             hovertemplate=hover + "attention %{y:.3f}<extra></extra>"), row=row, col=1,
+                      secondary_y=True)
+    flow = go.Scatter(x=xs, y=[f.style_flow for f in frames], name="style flow", mode="lines+markers",
+                      customdata=custom, line_color="#3b5bdb", hovertemplate=hover + "style flow %{y:.3f}<extra></extra>")
+    if attention:
+        fig.add_trace(flow, row=row, col=1, secondary_y=False)
+    else:
+        fig.add_trace(flow, row=row, col=1)
     title = "Which frames moved the score" if scored else "Temporal style pattern"
-    fig.update_layout(title=_titled(title, res), height=height, margin=dict(l=50, r=50, t=50, b=40),
-                      legend=dict(orientation="h", y=-0.12 if scored else -0.2), bargap=0.2)
+    fig.update_layout(title=_titled(title, seg), height=height, margin=dict(l=50, r=50, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.12 if scored else -0.2), bargap=0.2,
+                      showlegend=attention or scored)
     fig.update_xaxes(title_text="sampled frame (in video order)", row=row, col=1)
-    fig.update_yaxes(title_text="style flow", row=row, col=1, secondary_y=False)
-    fig.update_yaxes(title_text="attention weight", row=row, col=1, secondary_y=True, rangemode="tozero")
+    if attention:
+        fig.update_yaxes(title_text="style flow", row=row, col=1, secondary_y=False)
+        fig.update_yaxes(title_text="attention weight", row=row, col=1, secondary_y=True, rangemode="tozero")
+    else:
+        fig.update_yaxes(title_text="style flow", row=row, col=1)
     return fig
 
 
-def style_pattern_figure(res: DetectionResult) -> go.Figure:
-    """2-D PCA trajectory of the per-frame style latents, coloured by time."""
+def style_pattern_figure(res: DetectionResult, seg: SegmentResult | None = None) -> go.Figure:
+    """2-D PCA trajectory of the per-frame style latents of ``seg`` (default: the main segment), coloured by time."""
+    seg, frames, latents = _view(res, seg)
     fig = go.Figure()
-    fig.update_layout(title=_titled("Style pattern (PCA of style codes)", res), height=340,
+    fig.update_layout(title=_titled("Style pattern (PCA of style codes)", seg), height=340,
                       margin=dict(l=50, r=20, t=50, b=40))
-    latents = res.style_latents
     if latents is None or len(latents) < 2:
         fig.add_annotation(text="no style latents in this result", showarrow=False)
         return fig
     coords, ratio = pca2(latents)
-    custom = [[f.source_index, f.timestamp] for f in res.frames]
+    custom = [[f.source_index, f.timestamp] for f in frames]
     fig.add_trace(go.Scatter(
         x=coords[:, 0], y=coords[:, 1], mode="lines+markers", customdata=custom,
         line=dict(color="rgba(120,120,120,0.5)"),
@@ -547,45 +616,51 @@ def style_pattern_figure(res: DetectionResult) -> go.Figure:
     return fig
 
 
-def confidence_figure(res: DetectionResult, min_confidence: float | None = None) -> go.Figure:
-    """Face detection probability per frame; fallback frames marked so weak evidence is visible."""
-    xs, custom = _frame_axis(res)
-    colors = ["#e8590c" if f.fallback else "#2f9e44" for f in res.frames]
-    fig = go.Figure(go.Bar(x=xs, y=[f.detection_prob for f in res.frames], marker_color=colors,
+def confidence_figure(res: DetectionResult, min_confidence: float | None = None,
+                      seg: SegmentResult | None = None) -> go.Figure:
+    """Face detection probability per frame of ``seg`` (default: the main segment); fallback frames
+    marked so weak evidence is visible. The minimum confidence is a legend entry, not a label over the bars."""
+    seg, frames, _ = _view(res, seg)
+    xs, custom = _frame_axis(frames)
+    colors = ["#e8590c" if f.fallback else "#2f9e44" for f in frames]
+    fig = go.Figure(go.Bar(x=xs, y=[f.detection_prob for f in frames], marker_color=colors,
                            customdata=custom, name="detection probability",
                            hovertemplate="frame %{customdata[0]} (%{customdata[1]:.2f}s)<br>"
                                          "p(face) %{y:.3f}<extra></extra>"))
-    fallback = [x for x, f in zip(xs, res.frames) if f.fallback]
+    fallback = [x for x, f in zip(xs, frames) if f.fallback]
     if fallback:
         fig.add_trace(go.Scatter(x=fallback, y=[0.02] * len(fallback), mode="markers",
                                  marker=dict(symbol="x", size=10, color="#e8590c"),
                                  name="fallback (no face, centre crop)", hoverinfo="skip"))
-    if min_confidence is not None:
-        fig.add_hline(y=min_confidence, line_dash="dot", line_color="gray",
-                      annotation_text=f"min confidence {min_confidence:.2f}")
-    fig.update_layout(title=_titled("Face detection confidence per frame", res), height=320,
+    if min_confidence is not None and xs:
+        fig.add_trace(go.Scatter(x=[0.5, len(xs) + 0.5], y=[min_confidence] * 2, mode="lines",
+                                 line=dict(dash="dot", color="gray"), hoverinfo="skip",
+                                 name=f"min confidence {min_confidence:.2f}"))
+    fig.update_layout(title=_titled("Face detection confidence per frame", seg), height=320,
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title_text="sampled frame (in video order)")
     fig.update_yaxes(title_text="p(face)", range=[0, 1.05])
     return fig
 
 
-def explanation_markdown(res: DetectionResult) -> str:
-    """The generic reading guide plus two facts about the main segment of this video."""
-    if not res.frames:
+def explanation_markdown(res: DetectionResult, seg: SegmentResult | None = None) -> str:
+    """The reading guide, then what each plot shows for this result (the API's ``explanation``).
+
+    A trained head adds which frame pushed the score most toward fake; an untrained one adds no
+    "most" anything: its attention is flat and its contributions do not exist, so any such frame
+    would be a tie-break.
+    """
+    seg, frames, _ = _view(res, seg)
+    if not frames:
         return EXPLANATION
-    jump = max(res.frames, key=lambda f: f.style_flow)
-    who = _who(main_segment(res))
-    facts = f"For {who}," if who else "For this video,"
-    if res.frames[0].contribution is not None:
-        top = max(res.frames, key=lambda f: f.contribution)
-        facts += (f" frame {top.source_index} ({top.timestamp:.2f}s) pushed the score most toward fake "
-                  f"(contribution {top.contribution:+.3f})")
-    else:
-        top = max(res.frames, key=lambda f: f.attention)
-        facts += f" the detector paid most attention to frame {top.source_index} ({top.timestamp:.2f}s)"
-    facts += f", and the face's style changed most at frame {jump.source_index} ({jump.timestamp:.2f}s)."
-    return EXPLANATION.replace("**What the plots below show**", facts + "\n\n**What the plots below show**")
+    notes = plot_notes(res, seg)
+    text = EXPLANATION + "\n**What the plots show**" + (f" (for {_who(seg)})" if seg is not None else "") + "\n\n"
+    text += "\n".join(f"- {notes[k]}" for k in ("timeline", "temporal", "style", "confidence"))
+    if not _untrained(res, seg) and frames[0].contribution is not None:
+        top = max(frames, key=lambda f: f.contribution)
+        text += (f"\n\nFrame {top.source_index} ({top.timestamp:.2f}s) pushed the score most toward fake "
+                 f"(contribution {top.contribution:+.3f}).")
+    return text + "\n"
 
 
 def evidence_items(res: DetectionResult) -> list[tuple[np.ndarray, str]]:
@@ -637,16 +712,7 @@ def summary(res: DetectionResult | dict[str, Any]) -> dict[str, Any]:
             "people": people, "timeline": doc["timeline"]}
 
 
-def write_report(res: DetectionResult | dict[str, Any]) -> str:
-    """The JSON report exactly as the API returns it (``to_dict``), as a file to download."""
-    doc = res.to_dict() if isinstance(res, DetectionResult) else res
-    out_dir = Path(tempfile.mkdtemp(prefix="stylefusion-report-"))
-    stem = re.sub(r"[^\w.-]+", "_", Path(doc["path"]).stem)[:80] or "video"
-    path = out_dir / f"{stem}.stylefusion.json"
-    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    return str(path)
-
-
-__all__ = ["evidence_items", "evidence_markdown", "EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown", "person_rows", "person_line",
-           "where", "main_segment", "gallery_items", "timeline_figure", "temporal_figure", "style_pattern_figure",
-           "confidence_figure", "explanation_markdown", "summary", "write_report", "label_words", "span"]
+__all__ = ["evidence_items", "evidence_markdown", "EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown",
+           "person_rows", "person_line", "where", "main_segment", "segment_key", "segment_choices", "find_segment",
+           "plot_notes", "timeline_figure", "temporal_figure", "style_pattern_figure", "confidence_figure",
+           "explanation_markdown", "summary", "label_words", "span"]
