@@ -326,9 +326,10 @@ class StyleFusionConfig:
     detect_max_side: int = param(640, lo=0, hi=8192, features=True)
     min_face_confidence: float = param(0.9, lo=0.0, hi=1.0, features=True)  # weaker boxes are ignored
     # The scan (people.scan): every analysed window is looked at scan_fps frames a second (at most
-    # scan_max_frames of them), decoded with a long side of at most scan_max_side, to find shot cuts
-    # and every person's visible spans before any crop is cut.
-    scan_fps: float = param(4.0, lo=0.1, hi=60.0, features=True)
+    # scan_max_frames of them) to find shot cuts and every person's visible spans before any crop is
+    # cut: a window of up to num_frames / scan_fps seconds (10.7 s) on the report's own T frames at
+    # full size, a longer one on its own grid decoded with a long side of at most scan_max_side.
+    scan_fps: float = param(3.0, lo=0.1, hi=60.0, features=True)
     scan_max_side: int = param(640, lo=64, hi=8192, features=True)
     scan_max_frames: int = param(64, lo=2, hi=1024, features=True)
     # Linking faces of consecutive scan frames into one track per person (faces.track_faces):

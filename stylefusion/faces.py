@@ -203,6 +203,9 @@ class ScanFrame:
     faces: list[Face]
     signature: np.ndarray  # frame_signature, for shot cuts
     brightness: float  # mean luma (0-255) of the frame: "too dark to find a face"
+    #: MTCNN's boxes and probabilities in the pixels of the FULL-SIZE read, when the scan read the
+    #: frame at full size (a segment on this frame reuses them); None for frames read small.
+    detections: tuple[np.ndarray, np.ndarray] | None = None
     shot: int = -1
 
 

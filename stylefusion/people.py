@@ -6,8 +6,10 @@ Read top to bottom, one step each:
    (:meth:`stylefusion.video.VideoReader.windows`, the one formula; at most ``max_windows`` of them
    analysed, spread evenly).
 2. **scan** (:func:`scan`): in every analysed window, ``scan_fps`` frames a second (at most
-   ``scan_max_frames``), decoded small (long side ``scan_max_side``): every face, and each frame's
-   colour layout.
+   ``scan_max_frames``): every face, and each frame's colour layout. A window of up to T /
+   ``scan_fps`` seconds is scanned on the report's own T frames at full size (their detections
+   serve its segments too); a longer one on its own grid, decoded small (long side
+   ``scan_max_side``).
 3. **shots** (:func:`find_shots`): a cut wherever the colour layout of consecutive scan frames
    changes (:func:`stylefusion.faces.cut_distance`), and wherever analysed windows are not adjacent.
 4. **tracks and people**: faces linked through each shot by geometry
@@ -164,46 +166,73 @@ def _frames(iterator: Iterator, prefetch: bool, stack: contextlib.ExitStack) -> 
 
 
 # --- 2. scan -------------------------------------------------------------------------------------
-def scan_indices(window: Window, config: StyleFusionConfig) -> np.ndarray:
-    """Source frames the scan looks at in ``window``: ``scan_fps`` a second, at least 2 (when the
-    window has them), at most ``scan_max_frames``, spread uniformly (first and last included)."""
+def scan_indices(window: Window, config: StyleFusionConfig) -> tuple[np.ndarray, bool]:
+    """Source frames the scan looks at in ``window``, and whether they are read at full size.
+
+    ``scan_fps`` frames a second (at least 2 when the window has them, at most ``scan_max_frames``),
+    spread uniformly with the first and last included. When that is no more than T (a window of
+    up to T / ``scan_fps`` seconds: 10.7 s by default), the scan looks at exactly the T frames
+    the report samples in the window, at full size: a person on screen for the whole window (the
+    report's case) is then judged on those very frames, and their detections serve the segment
+    too, so the scan costs no face detection the report pipeline did not do. Longer windows get
+    their own grid, decoded small (long side ``scan_max_side``).
+    """
     n_src = window.num_source
     n = math.ceil(max(window.end_s - window.start_s, 0.0) * config.scan_fps)
     n = max(2, min(n, int(config.scan_max_frames)))
-    return np.unique(sample_indices(n_src, min(n, n_src)) + window.start)
+    if n <= config.num_frames:
+        return np.unique(sample_indices(n_src, config.num_frames) + window.start), True
+    return np.unique(sample_indices(n_src, min(n, n_src)) + window.start), False
 
 
 def scan(reader: VideoReader, windows: list[Window], config: StyleFusionConfig, cropper: FaceCropper,
          prefetch: bool = False, progress: Callable[[float], None] | None = None) -> tuple[list[ScanFrame], list[str]]:
-    """Every face and the colour layout of the scan frames of the analysed ``windows``.
+    """Every face and the colour layout of the scan frames of the analysed ``windows``, in time order.
 
     A window none of whose scan frames decodes is marked ``analysed = False`` and named in the
-    returned list of failures; the other windows are scanned as usual.
+    returned list of failures; the other windows are scanned as usual. Frames read at full size
+    keep their raw detections (:attr:`ScanFrame.detections`) for the segments to reuse.
     """
     todo = [w for w in windows if w.analysed]
-    plans = [(w, scan_indices(w, config)) for w in todo]
+    plans = {True: [], False: []}
+    for w in todo:
+        indices, full = scan_indices(w, config)
+        plans[full].append((w, indices))
     frames_out: list[ScanFrame] = []
     failed: list[str] = []
-    with contextlib.ExitStack() as stack:
-        it = _frames(reader.iter_frames(plans, max_side=config.scan_max_side), prefetch, stack)
-        for n, (w, frames) in enumerate(it):
-            if frames is None:
-                w.analysed = False
-                failed.append(f"{w.start_s:.1f}-{w.end_s:.1f} s: no frame could be decoded")
-                logger.warning("%s: window %d (%s) could not be decoded; the others are analysed",
-                               reader.path, w.index, failed[-1])
-                continue
-            detections = cropper.detect(frames.images)
-            scale = frames.scale
-            for t, (boxes, probs) in enumerate(detections):
-                image = frames.images[t]
-                faces = [Face(np.asarray(boxes[j], np.float32) / scale, float(probs[j]),
-                              identity_descriptor(image, boxes[j])) for j in range(len(boxes))]
-                luma = float(np.dot(image.reshape(-1, 3)[::7].mean(axis=0), (0.299, 0.587, 0.114)))
-                frames_out.append(ScanFrame(int(frames.source_indices[t]), float(frames.timestamps[t]), w.index,
-                                            faces, frame_signature(image), luma))
-            if progress is not None:
-                progress((n + 1) / max(len(plans), 1))
+    done = 0
+    for full, group in plans.items():
+        if not group:
+            continue
+        side = reader.max_frame_side if full else config.scan_max_side
+        with contextlib.ExitStack() as stack:
+            it = _frames(reader.iter_frames(group, max_side=side), prefetch, stack)
+            for w, frames in it:
+                done += 1
+                if frames is None:
+                    w.analysed = False
+                    failed.append(f"{w.start_s:.1f}-{w.end_s:.1f} s: no frame could be decoded")
+                    logger.warning("%s: window %d (%s) could not be decoded; the others are analysed",
+                                   reader.path, w.index, failed[-1])
+                    continue
+                detections = cropper.detect(frames.images)
+                scale = frames.scale
+                seen: set[int] = set()
+                for t, (boxes, probs) in enumerate(detections):
+                    index = int(frames.source_indices[t])
+                    if index in seen:  # circular padding of a window with fewer than T frames
+                        continue
+                    seen.add(index)
+                    image = frames.images[t]
+                    faces = [Face(np.asarray(boxes[j], np.float32) / scale, float(probs[j]),
+                                  identity_descriptor(image, boxes[j])) for j in range(len(boxes))]
+                    luma = float(np.dot(image.reshape(-1, 3)[::7].mean(axis=0), (0.299, 0.587, 0.114)))
+                    frames_out.append(ScanFrame(index, float(frames.timestamps[t]), w.index, faces,
+                                                frame_signature(image), luma,
+                                                detections=(boxes, probs) if full else None))
+                if progress is not None:
+                    progress(done / max(len(todo), 1))
+    frames_out.sort(key=lambda f: f.index)
     return frames_out, failed
 
 
@@ -291,15 +320,19 @@ def _segment_crops(cropper: FaceCropper, frames: Frames, span: Span, scan_frames
     expected = {t: _interpolate_box(span.track, scan_frames, float(frames.timestamps[t])) * scale for t in distinct}
     # A full search on each frame (not one narrowed to the expected face size, which saved 30-60% of
     # this step but moved boxes by up to 10% of the face: IoU 0.85-0.91 against the full search):
-    # the boxes are the report pipeline's, frame for frame.
-    detections = cropper.detect(images[distinct])
+    # the boxes are the report pipeline's, frame for frame. Frames the scan read at full size were
+    # searched then, on the same pixels: their detections are reused.
+    known = {f.index: f.detections for f in scan_frames if f.detections is not None}
+    todo = [t for t in distinct if int(src[t]) not in known]
+    found = {t: known[int(src[t])] for t in distinct if int(src[t]) in known}
+    if todo:
+        found.update(zip(todo, cropper.detect(images[todo])))
     size = c.face_size
     n = len(images)
     crops = np.empty((n, size, size, 3), np.uint8)
     boxes = np.empty((n, 4), np.float32)
     probs = np.zeros(n, np.float32)
     done: dict[int, int] = {}
-    found = dict(zip(distinct, detections))
     for i in range(n):
         t = first_t[int(src[i])]
         if t in done:  # a repeat of the padding: copy, do not crop again
@@ -333,11 +366,15 @@ def centre_crops(cropper: FaceCropper, frames: Frames) -> FaceTrack:
                      np.zeros(n, np.float32), np.ones(n, bool), frames.source_indices, frames.timestamps)
 
 
-def _why_no_face(frames: list[ScanFrame], seen: bool, reader: VideoReader, windows: list[Window],
-                 config: StyleFusionConfig, cropper: FaceCropper) -> str | None:
-    """Why nobody could be judged, where it can be measured: frames too dark or too bright to find a
-    face (a face may still flash up in a frame or two), or, when the scan ``seen`` no face at all,
-    faces too small for the detector at this resolution; None when there is just no face to see."""
+def _why_no_face(frames: list[ScanFrame], reader: VideoReader, config: StyleFusionConfig,
+                 cropper: FaceCropper) -> str | None:
+    """Why nobody could be judged, where it can be measured; None when there is just no face to see.
+
+    - frames too dark or too bright to find a face (a face may still flash up in a frame or two);
+    - faces too small: the faces the scan saw are smaller than the checkpoint's ``min_face_px``,
+      or, when it saw none, a one-off search of a few frames at full size for faces down to
+      :data:`TINY_FACE_PX` finds some (below what the scan looks for at this resolution).
+    """
     if not frames:
         return None
     luma = float(np.mean([f.brightness for f in frames]))
@@ -345,21 +382,19 @@ def _why_no_face(frames: list[ScanFrame], seen: bool, reader: VideoReader, windo
         return f"too_dark: the frames are too dark to find a face (mean brightness {luma:.0f}/255)"
     if luma > BRIGHT_LUMA:
         return f"too_bright: the frames are too bright to find a face (mean brightness {luma:.0f}/255)"
-    if seen or getattr(cropper, "mtcnn", None) is None:  # faces were found; or a stand-in without MTCNN
-        return None
-    picks = [frames[int(i)].index for i in np.linspace(0, len(frames) - 1, min(TINY_FACE_FRAMES, len(frames)))]
-    tiny = cropper.config.replace(mtcnn_min_face_size=TINY_FACE_PX, detect_max_side=0)
-    sizes = []
-    for _, got in reader.iter_frames([("tiny", np.unique(picks))]):
-        if got is None:
-            continue
-        for boxes, probs in FaceCropper.detect(_WithConfig(cropper, tiny), got.images):
-            sizes += [box_size(b) / got.scale for b, p in zip(boxes, probs) if p >= config.min_face_confidence]
-    if sizes:
-        px = float(np.median(sizes))
-        need = config.mtcnn_min_face_size / min(1.0, config.scan_max_side / max(reader.info.width, reader.info.height, 1))
-        return (f"faces_too_small: faces of about {px:.0f} px were found; at this resolution faces of at least "
-                f"{need:.0f} px are needed to follow and judge them")
+    conf = config.min_face_confidence
+    sizes = [box_size(face.box) for f in frames for face in f.faces if face.prob >= conf]
+    if not sizes and getattr(cropper, "mtcnn", None) is not None:  # (a stand-in cropper has no MTCNN)
+        picks = [frames[int(i)].index for i in np.linspace(0, len(frames) - 1, min(TINY_FACE_FRAMES, len(frames)))]
+        tiny = cropper.config.replace(mtcnn_min_face_size=TINY_FACE_PX, detect_max_side=0)
+        for _, got in reader.iter_frames([("tiny", np.unique(picks))]):
+            if got is None:
+                continue
+            for boxes, probs in FaceCropper.detect(_WithConfig(cropper, tiny), got.images):
+                sizes += [box_size(b) / got.scale for b, p in zip(boxes, probs) if p >= conf]
+    if sizes and float(np.median(sizes)) < config.min_face_px:
+        return (f"faces_too_small: faces of about {float(np.median(sizes)):.0f} px were found; faces of at "
+                f"least {config.min_face_px:g} px are needed to judge them")
     return None
 
 
@@ -490,7 +525,7 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
             a.judged.append(seg)
             a.crops.append(track)
         if not a.judged:
-            a.unsupported = _why_no_face(frames, bool(a.spans), reader, windows, c, cropper)
+            a.unsupported = _why_no_face(frames, reader, c, cropper)
         a.info = reader.info.to_dict()
     a.segments.sort(key=lambda s: (s.window, s.start_s, s.person))
     return a

@@ -81,7 +81,7 @@ def test_a_video_of_cuts_and_a_crowd_is_bounded(cropper, car_frames, tmp_path):
     config = StyleFusionConfig(window_s=15.0)
     a = analyse_people(path, config, cropper, 2, 4)
     analysed = [w for w in a.windows if w.analysed]
-    n_scan = sum(len(scan_indices(w, config)) for w in analysed)
+    n_scan = sum(len(scan_indices(w, config)[0]) for w in analysed)
     assert n_scan <= 2 * config.scan_max_frames
     assert len(a.shots) == n_scan  # every scan frame is its own shot
     assert not any(s.judged for s in a.segments)  # nobody is on screen for 1 s in one shot
@@ -100,7 +100,7 @@ def test_an_undecodable_stretch_loses_nothing_else(tiny_detector, car_frames, tm
 
     def flaky(path_, container, stream, scan, wanted, max_side):
         calls.append(wanted[0])
-        if 90 <= wanted[0] < 180 and max_side != det.config.max_frame_side:  # window 1's scan
+        if 90 <= wanted[0] < 180 and calls.count(wanted[0]) == 1:  # window 1's scan, the first read of it
             return {}
         return real(path_, container, stream, scan, wanted, max_side)
 

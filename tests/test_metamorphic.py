@@ -28,8 +28,8 @@ CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 SHARED = ["real_pyfeat_single_face.mp4"]
 MAX_FRAMES = 100
 MAX_SIDE = 360
-#: Spans may move by this much (seconds): about one scan interval (4 frames a second).
-SPAN_TOL = 0.3
+#: Spans may move by this much (seconds): about one scan interval (3 frames a second or more).
+SPAN_TOL = 0.4
 
 
 def _decode(path: Path) -> tuple[list[np.ndarray], float]:
