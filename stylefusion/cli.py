@@ -144,9 +144,10 @@ def collect_videos(paths: Sequence[str]) -> list[Path]:
 
 #: One row per segment (person x window), with the video's label on each row; a video with no
 #: segment (no face, or an error) gets one row with the segment columns empty.
-CSV_FIELDS = ["path", "label", "p_fake", "threshold", "face_found_ratio", "person", "window", "start_s",
+CSV_FIELDS = ["path", "label", "p_fake", "threshold", "face_found_ratio", "person", "window", "shot", "start_s",
               "end_s", "judged", "segment_label", "segment_p_fake", "distinct_frames", "ood_score", "out_of_domain",
-              "quality_reasons", "error"]
+              "quality_reasons", "history_reasons", "provenance", "provenance_validation", "provenance_source",
+              "bpp", "mean_qp", "recapture_signs", "error"]
 
 
 def _add_window_options(p: argparse.ArgumentParser) -> None:
@@ -178,19 +179,34 @@ def verdict_line(res: dict[str, Any]) -> str:
         facts = [f for f in facts if f.startswith("cannot judge")]
     coverage = (f"{judged} of {len(people)} people judged in {len(windows)} of {len(res.get('timeline', []))} "
                 "stretches")
-    return f"{res['path']}: {res['message']} [{'; '.join([*facts, coverage])}]"
+    beside = []
+    prov = res.get("provenance")
+    if prov:  # what the file says about itself, beside the verdict (never changing it)
+        beside.append(prov["summary"])
+        beside += [w for w in prov.get("words", []) if prov["status"] not in ("absent", "not_checked")]
+    history = res.get("history") or {}
+    if history.get("bpp") is not None or history.get("recapture_signs"):
+        signs = ", ".join(history.get("recapture_signs") or []) or "none"
+        beside.append(f"history: {history.get('codec') or '?'} at {history['bpp'] if history.get('bpp') is not None else '?'}"
+                      f" bits per pixel, screen-recording signs: {signs}")
+    return f"{res['path']}: {res['message']} [{'; '.join([*facts, coverage, *beside])}]"
 
 
 def csv_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The CSV rows of one video's result (or error record)."""
+    prov, history = res.get("provenance") or {}, res.get("history") or {}
     base = {"path": res["path"], "label": res["label"], "p_fake": res.get("p_fake"),
             "threshold": res.get("threshold"), "face_found_ratio": res.get("face_found_ratio"),
-            "error": res.get("error", "")}
+            "history_reasons": " ".join(history.get("reasons") or []), "provenance": prov.get("status"),
+            "provenance_validation": prov.get("validation"), "provenance_source": prov.get("source"),
+            "bpp": history.get("bpp"), "mean_qp": history.get("mean_qp"),
+            "recapture_signs": " ".join(history.get("recapture_signs") or []), "error": res.get("error", "")}
     rows = []
     for person in res.get("people", []):
         for s in person["segments"]:
             d = s.get("decision") or {}
-            rows.append({**base, "person": person["id"], "window": s["window"], "start_s": s["start_s"],
+            rows.append({**base, "person": person["id"], "window": s["window"], "shot": s.get("shot"),
+                         "start_s": s["start_s"],
                          "end_s": s["end_s"], "judged": s["judged"], "segment_label": s["label"],
                          "segment_p_fake": s["p_fake"], "distinct_frames": s["distinct_frames"],
                          "ood_score": d.get("ood_score"), "out_of_domain": d.get("out_of_domain"),

@@ -395,6 +395,13 @@ class StyleFusionConfig:
     min_sharpness: float = param(QUALITY_DEFAULTS["min_sharpness"], lo=0.0, hi=1e3)  # Laplacian / image variance
     min_brightness: float = param(QUALITY_DEFAULTS["min_brightness"], lo=0.0, hi=255.0)  # mean face luma
     max_brightness: float = param(QUALITY_DEFAULTS["max_brightness"], lo=0.0, hi=255.0)
+    # Processing history of the file (stylefusion.history): an answer becomes `uncertain` (never
+    # `unsupported`: p_fake is still given) when the file was re-encoded more coarsely than this (mean
+    # H.264 quantiser; bits per pixel for other codecs) or shows this many signs of a screen
+    # recording. Documented defaults from the shared clips (benchmarks/provenance_table.py).
+    max_h264_qp: float = param(40.0, lo=0.0, hi=51.0)
+    min_bpp: float = param(0.02, lo=0.0, hi=100.0)
+    min_recapture_score: int = param(2, lo=1, hi=100)
 
     # --- provenance (honest outputs: an untrained head never yields fake/real)
     trained: bool = param(False)

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stylefusion.history import HISTORY_REASONS
 from stylefusion.quality import Quality
 from stylefusion.results import DecisionRecord, Label, SegmentResult, VideoFeatures, frame_results
 
@@ -64,6 +65,8 @@ QUALITY_REASONS = {
     "too_dark": "the face is too dark",
     "too_bright": "the face is too bright (over-exposed)",
 }
+#: The processing-history reasons, in words (history.py imports PyAV only inside its functions).
+HISTORY_WORDS = HISTORY_REASONS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,7 +182,8 @@ def checkpoint_decision(config: "StyleFusionConfig") -> DecisionRecord:
 
 
 def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float | None = None,
-           quality: Quality | None = None) -> tuple[Label, str, DecisionRecord]:
+           quality: Quality | None = None, history: tuple[list[str], list[str]] | None = None
+           ) -> tuple[Label, str, DecisionRecord]:
     """The label, a one-line reason and the :class:`~stylefusion.results.DecisionRecord` of one
     judged segment (the rule of the module docstring).
 
@@ -191,11 +195,16 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
         logit: the head's raw output for the segment (None: nothing to decide on).
         ood_score: the segment's :class:`~stylefusion.ood.EmbeddingDensity` distance (None: not measured).
         quality: the segment's :func:`~stylefusion.quality.measure_quality` (None: not measured).
+        history: the file's processing-history reasons and their sentences
+            (:func:`stylefusion.history.history_reasons` / ``history_reason_text`` under the
+            checkpoint's limits): a verdict becomes ``uncertain``, with p_fake still given.
     """
     c = config
     record = checkpoint_decision(c)
     record.quality = quality.to_dict() if quality is not None else None
     record.quality_reasons = quality_reasons(quality, c)
+    reasons, reason_text = history if history is not None else ([], [])
+    record.history_reasons = list(reasons)
     if ood_score is not None and record.ood_threshold is not None:
         record.ood_score = float(ood_score)
         record.out_of_domain = bool(ood_score > record.ood_threshold)
@@ -207,9 +216,14 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
         return Label.UNSUPPORTED, "cannot judge: " + _reason_text(record.quality_reasons, quality, c), record
     p = calibrated_probability(logit, record.temperature)
     record.p_fake = p
+    # Reasons to doubt any verdict on this input, all of them said: out of domain, and the file's
+    # processing history (heavily recompressed, a possible screen recording).
+    doubts = list(reason_text) if record.history_reasons else []
     if record.out_of_domain:
-        return Label.UNCERTAIN, (f"unlike the videos this detector was trained on (out-of-domain score "
-                                 f"{record.ood_score:.2f} > {record.ood_threshold:.2f}); p_fake {p:.3f}"), record
+        doubts.insert(0, f"unlike the videos this detector was trained on (out-of-domain score "
+                         f"{record.ood_score:.2f} > {record.ood_threshold:.2f})")
+    if doubts:
+        return Label.UNCERTAIN, f"{'; '.join(doubts)}; p_fake {p:.3f}", record
     label = Label.FAKE if p >= c.threshold else Label.REAL
     band = record.band
     in_band = band is not None and band[0] <= p <= band[1]
@@ -265,6 +279,9 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
     if d.get("ood_score") is not None and d.get("ood_threshold") is not None:
         facts.append(f"out-of-domain score {d['ood_score']:.2f} ({'above' if d['out_of_domain'] else 'within'} "
                      f"the limit {d['ood_threshold']:.2f})")
+    if d.get("history_reasons"):
+        facts.append("uncertain whatever p_fake: " + ", ".join(HISTORY_WORDS.get(r, r) for r in d["history_reasons"])
+                     + " (the file's processing history; its figures are in the result's history)")
     if d.get("quality_reasons"):
         reasons = ", ".join(QUALITY_REASONS[r] for r in d["quality_reasons"])
         limits = d.get("quality_limits") or {}
@@ -276,7 +293,7 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
 
 def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: VideoFeatures, logit: float,
                   attention: np.ndarray, *, ood_score: float | None = None,
-                  contributions: Any = None) -> SegmentResult:
+                  contributions: Any = None, history: tuple[list[str], list[str]] | None = None) -> SegmentResult:
     """Fill a judged segment's answer, decision record and per-frame records from the head's outputs.
 
     ``contributions`` (a :class:`stylefusion.evidence.Contributions`, trained heads only) gives
@@ -284,7 +301,8 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     """
     quality = Quality.from_array(feats.quality) if feats.quality is not None else None
     segment.judged = True
-    segment.label, segment.message, segment.decision = decide(config, logit, ood_score=ood_score, quality=quality)
+    segment.label, segment.message, segment.decision = decide(config, logit, ood_score=ood_score, quality=quality,
+                                                              history=history)
     # A probability only where there is an answer: not from an untrained head, not for a face too
     # poor to judge (the record keeps the raw logit, for those who study the detector).
     segment.p_fake = segment.decision.p_fake
@@ -295,5 +313,5 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     return segment
 
 
-__all__ = ["QUALITY_REASONS", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
+__all__ = ["HISTORY_WORDS", "QUALITY_REASONS", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
            "judge_segment", "prediction_set", "quality_limits", "quality_reasons", "rates_sentence", "record_facts"]

@@ -376,12 +376,14 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         return feats
 
     def judge(self, segments: list[SegmentResult], feats: list[VideoFeatures],
-              timings: dict[str, float] | None = None) -> None:
+              timings: dict[str, float] | None = None,
+              history: tuple[list[str], list[str]] | None = None) -> None:
         """Stage 4 for judged segments: one head pass for all of them, then each one's decision.
 
         Fills each segment's label, p_fake, :class:`~stylefusion.results.DecisionRecord` and
         per-frame records; a trained head also gives each frame's contribution
         (:func:`stylefusion.evidence.batched_contributions`: its own small batched head pass).
+        ``history``: the file's processing-history reasons and sentences (:meth:`read_history`).
         """
         if not segments:
             return
@@ -399,7 +401,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         for i, (seg, f) in enumerate(zip(segments, feats)):
             judge_segment(self.config, seg, f, float(logits[i]), attention[i],
                           ood_score=None if ood is None else float(ood[i]),
-                          contributions=None if contributions is None else contributions[i])
+                          contributions=None if contributions is None else contributions[i], history=history)
             seg.features = f
 
     def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],
@@ -419,9 +421,21 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
             crops=None if first is None else first.crops,
             style_latents=None if first is None else first.style_latents)
 
+    def read_history(self, path: str | Path) -> tuple[dict[str, Any], tuple[list[str], list[str]]]:
+        """The file's processing history (:func:`stylefusion.history.measure_history`: bits per pixel,
+        quantiser, signs of a screen recording) as a dict with its ``reasons`` and their sentences
+        under this checkpoint's limits (``max_h264_qp``, ``min_bpp``, ``min_recapture_score``)."""
+        from stylefusion.history import HistoryLimits, history_reason_text, history_reasons, measure_history
+
+        c = self.config
+        limits = HistoryLimits(min_bpp=c.min_bpp, max_h264_qp=c.max_h264_qp, min_recapture_score=c.min_recapture_score)
+        history = measure_history(path, limits=limits)
+        reasons, text = history_reasons(history, limits), history_reason_text(history, limits)
+        return {**history.to_dict(), "reasons": reasons, "reason_text": text, "limits": limits.to_dict()}, (reasons, text)
+
     def detect(self, path: str | Path, return_crops: bool = False, progress: ProgressFn | None = None, *,
                max_windows: int | None = None, max_people: int | None = None, explain: bool = False,
-               explain_frames: int = DEFAULT_MAX_FRAMES) -> DetectionResult:
+               explain_frames: int = DEFAULT_MAX_FRAMES, provenance: bool = True) -> DetectionResult:
         """The whole pipeline for one video: every person, every analysed stretch.
 
         Args:
@@ -438,6 +452,9 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                 ``explain_frames`` most contributing frames. Per-frame contributions are always
                 computed for a trained head; heatmaps cost about 30 s a frame with the full preset
                 on 2 CPU cores.
+            provenance: also read what the file says about itself (``result.provenance``: its
+                Content Credentials, with ``c2pa-python`` installed; ``result.history``: its
+                processing history, whose reasons make a verdict ``uncertain``). False: neither.
 
         Raises:
             VideoReadError: the file cannot be read as a video.
@@ -452,7 +469,11 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         content, style = self._features(a.crops, timings)
         report("verdict", 0.9)
         feats = [self._segment_features(a, i, content, style) for i in range(len(a.judged))]
-        self.judge(a.judged, feats, timings)
+        history, reasons = None, None
+        if provenance:
+            with timed(timings, "provenance"):
+                history, reasons = self.read_history(path)
+        self.judge(a.judged, feats, timings, reasons)
         if return_crops or explain:
             for seg, track in zip(a.judged, a.crops):
                 seg.crops = track.crops
@@ -460,6 +481,14 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                                   "" if w.analysed else _not_analysed(w, a)) for w in a.windows]
         result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio, a.unsupported)
         result.shots = [shot.to_dict() for shot in a.shots]
+        if provenance:
+            from stylefusion.provenance import provenance_words, read_provenance
+
+            with timed(timings, "provenance"):
+                prov = read_provenance(path)
+            result.provenance = {**prov.to_dict(), "summary": prov.summary(),
+                                 "words": provenance_words(prov, Label(result.label).value)}
+            result.history = {**history, **_crop_scaling(result, self.config.face_size)}
         if explain:
             with timed(timings, "evidence"):
                 self.explain(result, max_frames=explain_frames,
@@ -540,6 +569,17 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
 def _no_progress(stage: str, fraction: float) -> None:
     return None
+
+
+def _crop_scaling(result: DetectionResult, face_size: int) -> dict[str, float | None]:
+    """How much the judged faces were scaled to the networks' input: the median crop side in source
+    pixels over the judged frames, and ``face_size`` over it (above 1: the faces were upsampled, so
+    the file had fewer pixels on the face than the model sees)."""
+    sides = [f.box[2] - f.box[0] for s in result.segments if s.judged for f in s.frames if not f.fallback]
+    if not sides:
+        return {"face_crop_px": None, "face_crop_upscale": None}
+    side = float(np.median(sides))
+    return {"face_crop_px": round(side, 1), "face_crop_upscale": round(face_size / side, 3) if side > 0 else None}
 
 
 def _not_analysed(window: Any, analysis: Analysis) -> str:

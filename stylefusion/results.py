@@ -33,7 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: records and the card n
 #: 4: ``shots`` (the video's shots as the front end found them), a ``shot`` per segment (a segment is
 #: one person's visible span in one shot and window, judged or listed), a ``message`` per timeline
 #: entry (why a stretch was not analysed).
-SCHEMA_VERSION = 4
+#: 5: ``provenance`` (Content Credentials) and ``history`` (processing history) of the file, and
+#: ``history_reasons`` in every decision record.
+SCHEMA_VERSION = 5
 SCHEMA_RESOURCE = "detection_result.schema.json"
 
 
@@ -131,6 +133,8 @@ class DecisionRecord:
     quality: dict[str, float] | None = None  # face_px, sharpness, brightness of the segment
     quality_limits: dict[str, float] = field(default_factory=dict)
     quality_reasons: list[str] = field(default_factory=list)  # face_too_small, too_blurry, too_dark, too_bright
+    # heavily_recompressed, possible_recapture (stylefusion.history): the answer is `uncertain`, p_fake kept
+    history_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +149,7 @@ class DecisionRecord:
             "out_of_domain": self.out_of_domain,
             "quality": None if self.quality is None else dict(self.quality),
             "quality_limits": dict(self.quality_limits), "quality_reasons": list(self.quality_reasons),
+            "history_reasons": list(self.history_reasons),
         }
 
 
@@ -321,6 +326,11 @@ class DetectionResult:
     people: list[PersonResult] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
     shots: list[dict[str, Any]] = field(default_factory=list)  # index, start_s, end_s, cut
+    # What the file says about itself, beside the verdict (never changing it silently): its Content
+    # Credentials (stylefusion.provenance, with ``words``) and its processing history
+    # (stylefusion.history, with ``reasons``); None when not read.
+    provenance: dict[str, Any] | None = None
+    history: dict[str, Any] | None = None
     crops: np.ndarray | None = field(default=None, repr=False)  # crops of ``frames``, if asked
     style_latents: np.ndarray | None = field(default=None, repr=False)  # latents of ``frames``
 
@@ -358,6 +368,8 @@ class DetectionResult:
             "people": [p.to_dict() for p in self.people],
             "timeline": [t.to_dict() for t in self.timeline],
             "shots": [dict(x) for x in self.shots],
+            "provenance": None if self.provenance is None else dict(self.provenance),
+            "history": None if self.history is None else dict(self.history),
             "frames": [f.to_dict() for f in self.frames],
         }
 

@@ -114,7 +114,7 @@ def test_analyze_untrained_returns_every_output(tiny_ckpt, carphone):
     steps: list[tuple[float, str]] = []
     out = ui.analyze(str(carphone), progress=lambda f, desc=None: steps.append((f, desc)))
     assert len(out) == len(app.OUTPUTS) + 1  # the API's outputs, then the result the page keeps
-    verdict, summary, fig_timeline, fig_flow, fig_style, fig_conf, report_path, explanation, res = out
+    verdict, summary, fig_timeline, fig_flow, fig_style, fig_conf, report_path, explanation, provenance, res = out
 
     assert "untrained" in verdict.lower() and "No verdict" in verdict
     assert "p_fake" not in verdict  # a number from a random head must not look like an answer
@@ -132,6 +132,8 @@ def test_analyze_untrained_returns_every_output(tiny_ckpt, carphone):
     assert "attention" not in explanation.lower()
     assert not re.search(r"most[^.]*frame \d|frame \d+[^.]*most", explanation)  # no "frame N ... most"
     assert "Which frames moved the score" not in explanation  # a plot untrained pages do not have
+    # Beside the verdict, what the file says about itself: no credentials, its processing history.
+    assert "The file carries no Content Credentials." in provenance and "bits per pixel" in provenance
     notes = app.plot_notes(res)
     assert "attention" not in " ".join(notes.values()).lower()
 
@@ -521,7 +523,7 @@ def test_unloadable_model_serves_the_demo_and_says_why(demo_cache, tmp_path, car
                   str(folder), "--no-demo", "--model"):
         assert words in banner, words
 
-    verdict, *_outputs, report_path, _explanation, res = ui.analyze(str(carphone), progress=None)
+    verdict, *_outputs, report_path, _explanation, _provenance, res = ui.analyze(str(carphone), progress=None)
     assert "No verdict: this checkpoint is untrained" in verdict
     assert [len(row["crops"]) for row in _rows(ui.person_updates(res))] == [32]
     assert json.loads(Path(report_path).read_text())["label"] == "untrained"

@@ -34,7 +34,7 @@ from stylefusion.app.privacy import Retention, retention_markdown, sweep_seconds
 from stylefusion.app.render import (EXPLANATION, confidence_figure, evidence_items, evidence_markdown,
                                     explanation_markdown, find_segment, person_rows, plot_notes, segment_choices,
                                     segment_key, style_pattern_figure, summary, temporal_figure, timeline_figure,
-                                    verdict_markdown)
+                                    verdict_markdown, provenance_markdown)
 from stylefusion.errors import StyleFusionError
 from stylefusion.model_ref import ENV_MODEL
 from stylefusion.results import DetectionResult
@@ -70,7 +70,7 @@ STAGES: dict[str, str] = {
 #: :class:`~stylefusion.results.DetectionResult` (kept in the page's session for the person rows and
 #: the selector; not part of the API).
 OUTPUTS = ("verdict", "summary", "timeline_figure", "temporal_figure", "style_pattern_figure",
-           "confidence_figure", "report", "explanation")
+           "confidence_figure", "report", "explanation", "provenance")
 
 
 def _progress_callback(progress: Callable[..., Any] | None) -> Callable[[str, float], None]:
@@ -189,7 +189,7 @@ class App:
 
         Returns ``(verdict_markdown, summary, timeline_figure, temporal_figure,
         style_pattern_figure, confidence_figure, json_report_path, explanation_markdown,
-        detection_result)``. ``max_windows`` (None: the detector's default for its device) bounds
+        provenance_markdown, detection_result)``. ``max_windows`` (None: the detector's default for its device) bounds
         the stretches analysed. Anything wrong with the input or the model raises ``gr.Error`` with
         a one-line reason: the user sees the message, never a traceback, and the worker stays up
         for the next request. Whatever happens, an upload of this server is deleted before this
@@ -237,6 +237,7 @@ class App:
             confidence_figure(res, cfg.min_face_confidence),
             self.retention.write_report(doc),
             explanation_markdown(res),
+            provenance_markdown(res),
             res,
         )
 
@@ -377,6 +378,9 @@ class App:
                     else:
                         placeholder = "Upload a video and press **Analyze**."
                     verdict = gr.Markdown(placeholder, label="verdict", elem_id="verdict")
+                    # Beside the verdict: what the file says about itself (Content Credentials,
+                    # processing history); empty, so hidden, until an analysis fills it.
+                    provenance = gr.Markdown(label="provenance", elem_id="provenance")
                     report = gr.File(label="report", visible=False, elem_id="report")
             with gr.Column(visible=False, elem_id="results") as results:
                 with gr.Accordion("How to read the answer", open=False, elem_id="explanation-box"):
@@ -418,7 +422,7 @@ class App:
             rows = [c for trio in zip(boxes, titles, galleries) for c in trio] + [more_people]
             button.click(gpu(self.analyze), inputs=[video, max_windows],
                          outputs=[verdict, summary_json, plot_timeline, plot_flow, plot_style, plot_conf, report,
-                                  explanation, result],
+                                  explanation, provenance, result],
                          api_name="detect", validator=self.validate_inputs,
                          ).success(self.show_results, inputs=[result],
                                    outputs=[results, selector, note_timeline, note_temporal, note_style, note_conf,

@@ -696,6 +696,49 @@ def evidence_markdown(res: DetectionResult) -> str:
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
+def provenance_markdown(res: DetectionResult) -> str:
+    """What the file says about itself, beside the verdict: its Content Credentials (C2PA) and its
+    processing history, in words. It never changes the model's label; where the two disagree, or
+    the history makes the answer uncertain, it says so."""
+    prov, history = res.provenance, res.history
+    if prov is None and history is None:
+        return ""
+    lines = ["#### What the file itself says"]
+    if prov is not None:
+        validation = {"valid": "signed by a signer on the trust list", "untrusted": "signed; the signer is not on a "
+                      "trust list", "self_signed": "self-signed", "expired": "signed with an expired certificate",
+                      "invalid": "invalid"}
+        status = {"absent": "none", "not_checked": "not checked", "unreadable": "unreadable",
+                  "present": validation.get(prov.get("validation") or "", "present")}[prov["status"]]
+        lines += ["", f"**Content Credentials:** {status}", ""]
+        lines += [f"- {w}" for w in prov.get("words", [])]
+        if prov["status"] == "present":
+            signer = (prov.get("signer") or {}).get("common_name") or (prov.get("signer") or {}).get("organization")
+            if signer or prov.get("claim_generator"):
+                lines.append(f"- signed by {signer or 'an unnamed signer'}"
+                             + (f", written by {prov['claim_generator']}" if prov.get("claim_generator") else ""))
+    if history is not None:
+        figs = []
+        if history.get("codec"):
+            figs.append(" ".join(str(x) for x in (history.get("codec"), history.get("profile")) if x))
+        if history.get("width") and history.get("height"):
+            figs.append(f"{history['width']}x{history['height']}" + (f" at {history['fps']:g} fps" if history.get("fps") else ""))
+        if history.get("bpp") is not None:
+            figs.append(f"{history['bpp']:.3f} bits per pixel")
+        if history.get("mean_qp") is not None:
+            figs.append(f"quantiser {history['mean_qp']:.0f} of 51")
+        if history.get("face_crop_upscale"):
+            figs.append(f"faces of about {history['face_crop_px']:.0f} px, scaled {history['face_crop_upscale']:.1f}x "
+                        "to the model's input")
+        lines += ["", f"**Processing history:** {', '.join(figs) or 'not measured'}", ""]
+        signs = history.get("recapture_detail") or {}
+        if signs:
+            lines.append("- signs of a screen recording: " + "; ".join(signs.values()))
+        for text in history.get("reason_text") or []:
+            lines.append(f"- **{text}**: the answer is *uncertain* for this reason, whatever p_fake says")
+    return "\n".join(lines)
+
+
 def summary(res: DetectionResult | dict[str, Any]) -> dict[str, Any]:
     """The report (``to_dict()``) without per-frame records: the video's answer, people, timeline.
 
@@ -714,5 +757,6 @@ def summary(res: DetectionResult | dict[str, Any]) -> dict[str, Any]:
 
 __all__ = ["evidence_items", "evidence_markdown", "EXPLANATION", "MAX_CROPS_PER_PERSON", "PersonRow", "verdict_markdown",
            "person_rows", "person_line", "where", "main_segment", "segment_key", "segment_choices", "find_segment",
+           "provenance_markdown",
            "plot_notes", "timeline_figure", "temporal_figure", "style_pattern_figure", "confidence_figure",
            "explanation_markdown", "summary", "label_words", "span"]
