@@ -82,6 +82,9 @@ class VideoInfo:
     height: int
     num_frames: int
     fps: float
+    #: Seconds from the first frame to the END of the last (first-to-last plus one mean frame period,
+    #: ``num_frames / fps``): the length of the video, and where the last window ends, so the
+    #: result states one duration (:attr:`VideoReader.duration`).
     duration: float
     rotation: int
     codec: str
@@ -446,8 +449,8 @@ class VideoReader:
     # -- what the video is ---------------------------------------------------------------------
     @property
     def duration(self) -> float:
-        """Seconds from the first frame to the end of the last: ``info.duration`` plus one mean
-        frame period (``num_frames / fps``). The windows cover exactly [0, duration]."""
+        """Seconds from the first frame to the end of the last (first to last frame plus one mean
+        frame period, ``num_frames / fps``); the windows cover exactly [0, duration]."""
         return float(self._span * self._scan.time_base)
 
     @property
@@ -474,7 +477,7 @@ class VideoReader:
         # Frame 0 does not decode: the stream header's size (nothing to take a rotation from).
         w, h = self._header_size
         scale = self.max_frame_side / max(w, h) if self.max_frame_side and max(w, h) > self.max_frame_side else 1.0
-        self._info = VideoInfo(str(self.path), w, h, self.num_source, self._fps, self._duration, 0,
+        self._info = VideoInfo(str(self.path), w, h, self.num_source, self._fps, self.duration, 0,
                                self._codec, scale, self._scan.truncated)
 
     def _set_info(self, first: tuple[np.ndarray, float, int], full_size: bool = True) -> None:
@@ -490,7 +493,7 @@ class VideoReader:
             m = self.max_frame_side
             scale = m / max(width, height) if m and max(width, height) > m else 1.0
         self._info = VideoInfo(str(self.path), width, height, self.num_source,
-                               self._fps, self._duration, int(rotation), self._codec, scale,
+                               self._fps, self.duration, int(rotation), self._codec, scale,
                                self._scan.truncated)
 
     # -- windows -------------------------------------------------------------------------------

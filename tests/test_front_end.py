@@ -145,3 +145,11 @@ def test_shots_and_spans_in_the_result_and_the_cli(tiny_ckpt, tiny_detector, car
                  for s in p["segments"]] for p in d["people"]]
 
     assert cli["shots"] == doc["shots"] and spans(cli) == spans(doc)
+
+
+def test_one_duration_per_video(tiny_detector, carphone):
+    """The result states one length: the video's duration is where its last window ends (it was the
+    first-to-last frame time, one frame period shorter)."""
+    res = tiny_detector.detect(carphone, provenance=False)
+    assert res.video["duration"] == pytest.approx(res.timeline[-1].end_s, abs=1e-4)
+    assert res.video["duration"] == pytest.approx(120 / 29.97, abs=1e-3)
