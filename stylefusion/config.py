@@ -36,6 +36,8 @@ CONFIG_FORMAT_VERSION = 1
 #: pSp's GradualStyleEncoder produces 18 style levels for a 1024px StyleGAN2 (pSp, Richardson et al.).
 N_STYLE_LEVELS = 18
 
+#: Quantiles of the validation real segments' scores kept at most (CalibrationRecord).
+MAX_QUANTILES = 1001
 #: A config.json larger than this is not ours (ours is about 3 KB); refused before parsing.
 MAX_CONFIG_BYTES = 1_000_000
 #: Parameters a config may ask for (the full preset has 80M): refused before anything is allocated.
@@ -237,6 +239,13 @@ class CalibrationRecord:
     ece_after: float | None = None
     brier_before: float | None = None
     brier_after: float | None = None
+    # The calibrated p_fake of the validation REAL segments as quantiles at evenly spaced levels
+    # (0, 1/K, ..., 1): the per-segment false-positive curve behind the threshold of a video judged
+    # on n segments (decision.threshold_for). Empty: one threshold for every video.
+    real_segment_quantiles: list[float] = field(default_factory=list)
+    # On validation, per number of judged segments of a video: {"n": {"real": videos, "fpr": rate
+    # at that video's threshold, "fake": videos, "tpr": rate}}.
+    val_by_segments: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,6 +270,13 @@ class CalibrationRecord:
             raise ConfigError(f"config calibration.ood_threshold={_quote(record.ood_threshold)} must be >= 0 or null")
         if not isinstance(record.val_videos, dict):
             raise ConfigError(f"config calibration.val_videos={_quote(record.val_videos)} must be an object")
+        q = record.real_segment_quantiles
+        if (not isinstance(q, list) or len(q) > MAX_QUANTILES or not all(_is_number(v) and 0 <= v <= 1 for v in q)
+                or any(b < a for a, b in zip(q, q[1:])) or len(q) == 1):
+            raise ConfigError("config calibration.real_segment_quantiles must be an empty list or 2 to "
+                              f"{MAX_QUANTILES} non-decreasing numbers in [0, 1]")
+        if not isinstance(record.val_by_segments, dict):
+            raise ConfigError(f"config calibration.val_by_segments={_quote(record.val_by_segments)} must be an object")
         return record
 
     @property

@@ -150,13 +150,53 @@ def _set_words(members: frozenset[Label]) -> str:
     return f"is {{{next(iter(members))}}}"
 
 
-def checkpoint_decision(config: "StyleFusionConfig") -> DecisionRecord:
-    """The decision settings of a checkpoint, without any segment's values (nothing judged)."""
+def unit_threshold(quantiles: list[float], rate: float, segments: int) -> tuple[float, float]:
+    """(threshold, quantile level) that calls a real video of ``segments`` segments fake with
+    probability ``rate``, given the real segments' score ``quantiles`` at evenly spaced levels."""
+    q = np.asarray(quantiles, np.float64)
+    level = (1.0 - rate) ** (1.0 / max(1, int(segments)))
+    t = float(np.interp(level, np.linspace(0.0, 1.0, len(q)), q))
+    return float(min(1.0, np.nextafter(t, 2.0))), level  # strictly above the real scores at that level
+
+
+def threshold_for(config: "StyleFusionConfig", segments: int = 1) -> tuple[float, str | None]:
+    """The threshold for a video judged on ``segments`` segments, and how it was obtained.
+
+    A video's answer is its most suspicious segment's, so a real video judged on n segments gets n
+    chances to be called fake: one threshold for all would flag ``1 - (1 - r)^n`` of real videos
+    instead of ``r``. For the policy ``fpr:r`` and a checkpoint that kept its validation real
+    segments' score quantiles (``calibration.real_segment_quantiles``, empirical CDF ``F``), the
+    threshold is ``F^-1((1 - r)^(1/n))``: a real video of n segments whose scores behave like the
+    validation real segments' is called fake with probability ``r`` (exact for independent
+    segments, at most ``r`` for positively correlated ones, e.g. one person's windows). Otherwise
+    (other policies, older checkpoints): ``config.threshold``, the same for every video.
+    """
+    from stylefusion.config import parse_threshold_policy
+
     c = config
     cal = c.calibration
+    n = max(1, int(segments))
+    if cal is None or not cal.real_segment_quantiles:
+        return float(c.threshold), None
+    kind, rate = parse_threshold_policy(c.threshold_policy)
+    if kind != "fpr":
+        return float(c.threshold), None
+    t, level = unit_threshold(cal.real_segment_quantiles, float(rate), n)
+    unit = "one segment" if n == 1 else f"{n} segments"
+    return t, (f"set so that a real video judged on {unit} is called fake with probability {rate:.0%}: the "
+               f"{level:.4f} quantile of the validation real segments' p_fake (level (1 - {rate:g})^(1/{n}))")
+
+
+def checkpoint_decision(config: "StyleFusionConfig", segments: int = 1) -> DecisionRecord:
+    """The decision settings of a checkpoint for a video judged on ``segments`` segments, without
+    any segment's values."""
+    c = config
+    cal = c.calibration
+    threshold, threshold_source = threshold_for(c, segments)
     record = DecisionRecord(
-        calibrated=cal is not None, threshold=float(c.threshold),
+        calibrated=cal is not None, threshold=threshold,
         threshold_policy=c.threshold_policy if cal is not None else "fixed (uncalibrated checkpoint)",
+        segments=max(1, int(segments)), threshold_source=threshold_source,
         temperature=float(cal.temperature) if cal is not None else 1.0,
         quality_limits=quality_limits(c))
     if cal is None:
@@ -166,24 +206,28 @@ def checkpoint_decision(config: "StyleFusionConfig") -> DecisionRecord:
                               if c.trained else None)
         return record
     record.val_tpr, record.val_fpr = cal.val_tpr, cal.val_fpr
+    group = cal.val_by_segments.get(str(record.segments)) if threshold_source else None
+    if threshold_source:  # the validation rates at this unit: videos judged on as many segments
+        record.val_fpr = group.get("fpr") if group else None
+        record.val_tpr = group.get("tpr") if group else None
     if cal.conformal_quantile is not None:
         alpha, q = float(c.conformal_alpha), float(cal.conformal_quantile)
         record.alpha = alpha
-        record.band = conformal_band(q, c.threshold)
+        record.band = conformal_band(q, threshold)
         record.band_source = (f"split conformal at alpha {alpha:g} on {cal.conformal_n} validation segments: "
                               f"the prediction set holds the true label with probability >= {1 - alpha:.0%}"
                               + (f" (measured on validation: {cal.coverage_val:.1%})"
                                  if cal.coverage_val is not None else "")
                               + f"; band = [min(t, q, 1 - q), max(t, q, 1 - q)] with q {q:.4f} and the threshold "
-                              f"t {c.threshold:.4f}: it holds every p_fake whose set is not exactly the threshold's "
+                              f"t {threshold:.4f}: it holds every p_fake whose set is not exactly the threshold's "
                               "label, so a fake or real answer never contradicts its prediction set")
     record.ood_threshold = cal.ood_threshold
     return record
 
 
 def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float | None = None,
-           quality: Quality | None = None, history: tuple[list[str], list[str]] | None = None
-           ) -> tuple[Label, str, DecisionRecord]:
+           quality: Quality | None = None, history: tuple[list[str], list[str]] | None = None,
+           segments: int = 1) -> tuple[Label, str, DecisionRecord]:
     """The label, a one-line reason and the :class:`~stylefusion.results.DecisionRecord` of one
     judged segment (the rule of the module docstring).
 
@@ -198,9 +242,12 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
         history: the file's processing-history reasons and their sentences
             (:func:`stylefusion.history.history_reasons` / ``history_reason_text`` under the
             checkpoint's limits): a verdict becomes ``uncertain``, with p_fake still given.
+        segments: the judged segments of the video this segment belongs to: the threshold is the
+            one for a video judged on that many (:func:`threshold_for`).
     """
     c = config
-    record = checkpoint_decision(c)
+    record = checkpoint_decision(c, segments)
+    threshold = record.threshold
     record.quality = quality.to_dict() if quality is not None else None
     record.quality_reasons = quality_reasons(quality, c)
     reasons, reason_text = history if history is not None else ([], [])
@@ -224,7 +271,7 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
                          f"{record.ood_score:.2f} > {record.ood_threshold:.2f})")
     if doubts:
         return Label.UNCERTAIN, f"{'; '.join(doubts)}; p_fake {p:.3f}", record
-    label = Label.FAKE if p >= c.threshold else Label.REAL
+    label = Label.FAKE if p >= threshold else Label.REAL
     band = record.band
     in_band = band is not None and band[0] <= p <= band[1]
     quantile = c.calibration.conformal_quantile if c.calibration is not None else None
@@ -236,13 +283,13 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
                     f"{1 - c.conformal_alpha:.0%} conformal prediction set {_set_words(members)}")
             if len(members) == 1 and members != {label}:
                 side = "below" if label is Label.REAL else "at or above"
-                text += f" but p_fake is {side} the threshold {c.threshold:.3f}"
+                text += f" but p_fake is {side} the threshold {threshold:.3f}"
             return Label.UNCERTAIN, text, record
     elif in_band:
-        return Label.UNCERTAIN, f"p_fake {p:.3f} is within {c.uncertain_margin:g} of the threshold {c.threshold:.3f}", record
+        return Label.UNCERTAIN, f"p_fake {p:.3f} is within {c.uncertain_margin:g} of the threshold {threshold:.3f}", record
     if label is Label.FAKE:
-        return label, f"p_fake {p:.3f} >= threshold {c.threshold:.3f}", record
-    return label, f"p_fake {p:.3f} < threshold {c.threshold:.3f}", record
+        return label, f"p_fake {p:.3f} >= threshold {threshold:.3f}", record
+    return label, f"p_fake {p:.3f} < threshold {threshold:.3f}", record
 
 
 def rates_sentence(record: DecisionRecord) -> str:
@@ -264,10 +311,20 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
         facts.append(f"p_fake {d['p_fake']:.3f} ({how})")
     threshold = f"threshold {d['threshold']:.3f}"
     if d["calibrated"]:
-        threshold += f" ({d['threshold_policy']})"
+        threshold += f" ({d['threshold_policy']}"
+        n = int(d.get("segments") or 1)
+        if d.get("threshold_source"):
+            threshold += f", for a video judged on {'one segment' if n == 1 else f'{n} segments'}: {d['threshold_source']}"
+        threshold += ")"
+        unit = ("real videos" if not d.get("threshold_source") else
+                f"real validation videos judged on {'one segment' if n == 1 else f'{n} segments'}, as this one")
         if d.get("val_fpr") is not None and d.get("val_tpr") is not None:
-            threshold += (f": on validation data, this threshold flagged {d['val_fpr']:.0%} of real videos and "
+            threshold += (f": on validation data, this threshold flagged {d['val_fpr']:.0%} of {unit} and "
                           f"caught {d['val_tpr']:.0%} of fakes")
+        elif d.get("val_fpr") is not None:
+            threshold += f": on validation data, this threshold flagged {d['val_fpr']:.0%} of {unit}"
+        elif d.get("threshold_source"):
+            threshold += f" (no validation video was judged on {n} segments to check it on)"
     facts.append(threshold)
     band = d.get("band")
     if band is not None:
@@ -293,7 +350,8 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
 
 def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: VideoFeatures, logit: float,
                   attention: np.ndarray, *, ood_score: float | None = None,
-                  contributions: Any = None, history: tuple[list[str], list[str]] | None = None) -> SegmentResult:
+                  contributions: Any = None, history: tuple[list[str], list[str]] | None = None,
+                  segments: int = 1) -> SegmentResult:
     """Fill a judged segment's answer, decision record and per-frame records from the head's outputs.
 
     ``contributions`` (a :class:`stylefusion.evidence.Contributions`, trained heads only) gives
@@ -302,7 +360,7 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     quality = Quality.from_array(feats.quality) if feats.quality is not None else None
     segment.judged = True
     segment.label, segment.message, segment.decision = decide(config, logit, ood_score=ood_score, quality=quality,
-                                                              history=history)
+                                                              history=history, segments=segments)
     # A probability only where there is an answer: not from an untrained head, not for a face too
     # poor to judge (the record keeps the raw logit, for those who study the detector).
     segment.p_fake = segment.decision.p_fake
@@ -314,4 +372,5 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
 
 
 __all__ = ["HISTORY_WORDS", "QUALITY_REASONS", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
-           "judge_segment", "prediction_set", "quality_limits", "quality_reasons", "rates_sentence", "record_facts"]
+           "judge_segment", "prediction_set", "quality_limits", "quality_reasons", "rates_sentence", "record_facts",
+           "threshold_for", "unit_threshold"]

@@ -401,7 +401,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         for i, (seg, f) in enumerate(zip(segments, feats)):
             judge_segment(self.config, seg, f, float(logits[i]), attention[i],
                           ood_score=None if ood is None else float(ood[i]),
-                          contributions=None if contributions is None else contributions[i], history=history)
+                          contributions=None if contributions is None else contributions[i], history=history,
+                          segments=len(segments))
             seg.features = f
 
     def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],

@@ -117,8 +117,10 @@ class DecisionRecord:
     """
 
     calibrated: bool
-    threshold: float
+    threshold: float  # the one applied: for a video judged on ``segments`` segments
     threshold_policy: str  # "fpr:0.05", "youden", a fixed value, or "fixed (uncalibrated checkpoint)"
+    segments: int = 1  # judged segments of the video this answer belongs to (the unit answered)
+    threshold_source: str | None = None  # how the threshold for that unit was obtained
     temperature: float = 1.0
     val_tpr: float | None = None  # on validation videos, at the threshold
     val_fpr: float | None = None
@@ -139,7 +141,8 @@ class DecisionRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "calibrated": bool(self.calibrated), "threshold": float(self.threshold),
-            "threshold_policy": self.threshold_policy, "temperature": float(self.temperature),
+            "threshold_policy": self.threshold_policy, "segments": int(self.segments),
+            "threshold_source": self.threshold_source, "temperature": float(self.temperature),
             "val_tpr": _round(self.val_tpr), "val_fpr": _round(self.val_fpr),
             "alpha": None if self.alpha is None else float(self.alpha),
             "band": None if self.band is None else [round(float(v), 6) for v in self.band],

@@ -444,7 +444,14 @@ def test_cli_and_app_show_the_band_and_its_reasons_on_a_real_clip(calibrated_ckp
     assert "unlike the videos this detector was trained on" in line
     facts = record_facts(d)
     assert all(f in line for f in facts)
-    assert any(f.startswith("threshold ") and "on validation data, this threshold flagged" in f for f in facts)
+    # The threshold names the unit it is for (a video judged on as many segments as this one), and
+    # says how it did on validation videos of that unit, or that there were none to check it on.
+    n = d["segments"]
+    unit = "one segment" if n == 1 else f"{n} segments"
+    threshold_fact = next(f for f in facts if f.startswith("threshold "))
+    assert f"for a video judged on {unit}" in threshold_fact
+    assert (f"this threshold flagged {d['val_fpr']:.0%} of real validation videos judged on {unit}" in threshold_fact
+            if d["val_fpr"] is not None else f"no validation video was judged on {n} segments" in threshold_fact)
     assert any(f.startswith("uncertain band [") and "conformal" in f for f in facts)
 
     app = load_app()

@@ -295,6 +295,47 @@ def head_outputs(head: torch.nn.Module, content: torch.Tensor, style: torch.Tens
     return torch.cat(logits).double().numpy(), torch.cat(emb)
 
 
+#: Quantile levels of the validation real segments' scores kept in the checkpoint (0, 0.001, ..., 1).
+UNIT_QUANTILES = 1001
+
+
+def real_segment_quantiles(p_fake: np.ndarray, labels: np.ndarray, levels: int = UNIT_QUANTILES) -> list[float]:
+    """The calibrated p_fake of the real (label 0) segments at ``levels`` evenly spaced quantile
+    levels: the empirical CDF :func:`stylefusion.decision.threshold_for` inverts; [] without reals."""
+    real = np.asarray(p_fake, np.float64)[np.asarray(labels) == 0]
+    if len(real) < 2:
+        return []
+    # "higher": each level's value is an observed score at or above it, so a threshold read off
+    # these errs on the side of fewer false positives (linear interpolation between order
+    # statistics put the tail a little low: 6% instead of 5% at 16 segments on generated data).
+    return [round(float(v), 7) for v in np.quantile(real, np.linspace(0.0, 1.0, levels), method="higher")]
+
+
+def unit_rates(config: StyleFusionConfig, val: Any, seg_labels: np.ndarray, p_cal: np.ndarray
+               ) -> tuple[list[float], dict[str, dict[str, Any]]]:
+    """The real segments' score quantiles and, per number of segments of a validation video, its
+    videos and the FPR / TPR at the threshold for that many (the unit each answer is given at)."""
+    from stylefusion.decision import unit_threshold
+
+    quantiles = real_segment_quantiles(p_cal, seg_labels)
+    kind, rate = parse_threshold_policy(config.threshold_policy)
+    if not quantiles or kind != "fpr":  # one threshold for every video: nothing per unit to report
+        return quantiles, {}
+    counts = val.segments_per_video.numpy().astype(int)
+    v_labels = val.video_labels.numpy().astype(int)
+    v_p = val.video_scores(p_cal)
+    out: dict[str, dict[str, Any]] = {}
+    for n in sorted(set(counts.tolist())):
+        if n < 1:
+            continue
+        t, _ = unit_threshold(quantiles, float(rate), n)
+        sel = counts == n
+        tpr, fpr = rates_at(v_labels[sel], v_p[sel], t)
+        out[str(n)] = {"real": int((v_labels[sel] == 0).sum()), "fake": int((v_labels[sel] == 1).sum()),
+                       "threshold": round(t, 6), "fpr": fpr, "tpr": tpr}
+    return quantiles, out
+
+
 def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFusionConfig) -> Calibration:
     """Calibrate a trained head (eval mode) on ``val`` (``CachedFeatures``), with ``train`` for the
     out-of-domain statistics and the input-quality limits; the steps of the module docstring."""
@@ -310,6 +351,7 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     threshold, threshold_source = choose_threshold(c.threshold_policy, v_labels, v_p)
     tpr, fpr = rates_at(v_labels, v_p, threshold)
 
+    real_quantiles, by_segments = unit_rates(c, val, seg_labels, p_cal)
     quantile = conformal_quantile(lac_scores(seg_labels, p_cal), c.conformal_alpha)
     cover = coverage(seg_labels, p_cal, quantile)
 
@@ -329,7 +371,8 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
         ood_threshold=ood_threshold, ood_percentile=OOD_PERCENTILE, ood_val_flagged=float((val_ood > ood_threshold).mean()),
         ood_train_segments=len(train_emb), quality_source=quality_source,
         ece_before=expected_calibration_error(seg_labels, p_raw), ece_after=expected_calibration_error(seg_labels, p_cal),
-        brier_before=brier_score(seg_labels, p_raw), brier_after=brier_score(seg_labels, p_cal))
+        brier_before=brier_score(seg_labels, p_raw), brier_after=brier_score(seg_labels, p_cal),
+        real_segment_quantiles=real_quantiles, val_by_segments=by_segments)
     band = conformal_band(quantile, threshold)
     logger.info("calibration: temperature %.3f (ECE %.4f -> %.4f), threshold %.4f (%s; val TPR %s FPR %s), "
                 "conformal q %.4f (coverage %.3f; uncertain band [%.4f, %.4f]), ood threshold %.3f", temperature,
@@ -339,7 +382,7 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
                        {"ood.mean": mean, "ood.precision": precision}, v_p)
 
 
-__all__ = ["Calibration", "ECE_BINS", "OOD_PERCENTILE", "brier_score", "calibrate_head", "choose_threshold",
+__all__ = ["Calibration", "ECE_BINS", "OOD_PERCENTILE", "UNIT_QUANTILES", "real_segment_quantiles", "unit_rates", "brier_score", "calibrate_head", "choose_threshold",
            "conformal_quantile", "coverage", "expected_calibration_error", "fit_density", "fit_temperature",
            "head_outputs", "lac_scores", "prediction_sets", "quality_limits_from", "rates_at", "reliability",
            "sigmoid", "threshold_at_fpr"]
