@@ -84,3 +84,17 @@ def serve_app(model: str | Path | None, log_path: Path, timeout: float = 180, th
         yield url, proc
     finally:
         stop(proc)
+
+
+#: Debian's chromium, which playwright drives (no browser download).
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chromium_browser(pw):
+    """Headless Debian chromium through playwright, or a skip that says what is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium to run the browser check")
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                    "--disable-component-update", "--disable-sync"])
+

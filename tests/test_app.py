@@ -23,6 +23,7 @@ import pytest
 gr = pytest.importorskip("gradio")
 go = pytest.importorskip("plotly.graph_objects")
 
+from appserver import chromium_browser  # noqa: E402
 from helpers import load_app  # noqa: E402
 # The two-people scene (and the fixtures it needs) of the tracking tests, reused as they are.
 from test_tracking import cropper, faces, side_by_side  # noqa: E402,F401
@@ -633,12 +634,6 @@ def test_fresh_offline_machine_serves_the_demo(tmp_path, carphone):
     assert "demo-tiny-" in report["checkpoint"]["name"]
 
 
-def _chromium(sync_api):
-    return sync_api.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--disable-sync"])
-
-
 @pytest.mark.slow
 @pytest.mark.browser
 def test_page_in_headless_chromium(server, two_people, tmp_path):
@@ -653,7 +648,7 @@ def test_page_in_headless_chromium(server, two_people, tmp_path):
     shot_dir.mkdir(parents=True, exist_ok=True)
     shot = shot_dir / "app_after_analysis.png"
     with sync_api.sync_playwright() as pw:
-        browser = _chromium(pw)
+        browser = chromium_browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server, wait_until="domcontentloaded", timeout=60_000)

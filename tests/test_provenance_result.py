@@ -151,19 +151,17 @@ def test_the_panel_in_headless_chromium(tiny_ckpt, signed, tmp_path):
     credentials say (screenshots in $STYLEFUSION_SCREENSHOTS, or the test's folder)."""
     import os
 
-    from appserver import serve_app
+    from appserver import CHROMIUM, chromium_browser, serve_app
 
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip(f"{chromium} is missing: apt-get install -y chromium to run the browser check")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium to run the browser check")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the Python package; it "
                                    "drives Debian's chromium, no browser download)")
     shots = Path(os.environ.get("STYLEFUSION_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     texts = {}
     with serve_app(tiny_ckpt, tmp_path / "app.log", timeout=120) as (url, _), sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = chromium_browser(pw)
         try:
             for name in ("signed", "plain"):
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
