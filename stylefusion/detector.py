@@ -7,19 +7,21 @@ subset) or ``fusion.`` (the head); :mod:`stylefusion.checkpoint` reads and write
 strict: a missing or unexpected key is an error that lists them (huggingface_hub's mixin loads
 non-strictly by default, which would let an incomplete checkpoint run with random weights).
 
-``detect`` runs the pipeline as stages that can be called alone — ``people`` (the front end of
-:mod:`stylefusion.people`: scan, shots, tracks, people, spans, each judged span's crops) →
-``style_features`` / ``content_features`` (both extractors) → ``classify`` (the head) — with
-every crop of a video going through each network in one or a few batched passes, and answers
-honestly: a checkpoint whose head was never trained yields the label ``untrained`` and no
-probability (:func:`stylefusion.decision.decide`, which also calibrates, bands, checks the domain
-and the quality of the input).
+``detect`` is three calls, as a transformers pipeline: :meth:`~StyleFusionDetector.preprocess` (the
+front end of :mod:`stylefusion.people`: shots, people, spans, each judged span's crops; no network)
+→ :meth:`~StyleFusionDetector.forward` (both extractors, the head, the out-of-domain distance and
+the contributions, every segment of the video batched, in one inference context) →
+:meth:`~StyleFusionDetector.postprocess` (each segment's answer and record at the unit of this video,
+then people, timeline and the video's answer). It answers honestly: a checkpoint whose head was
+never trained yields the label ``untrained`` and no probability (:func:`stylefusion.decision.decide`,
+which also calibrates, bands, checks the domain, the input's quality and the file's history).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,6 +71,19 @@ CPU_MAX_WINDOWS, GPU_MAX_WINDOWS = 8, 32
 ProgressFn = Callable[[str, float], None]
 
 
+
+
+@dataclass
+class Forward:
+    """What :meth:`StyleFusionDetector.forward` computes for a video's judged segments: their
+    features (the cache boundary), the head's logits [S] and attention [S, T], the out-of-domain
+    distances [S] (None without statistics) and, for a trained head, each frame's contribution."""
+
+    features: list[VideoFeatures]
+    logits: np.ndarray
+    attention: np.ndarray
+    ood: np.ndarray | None
+    contributions: Any
 
 
 class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefusion",
@@ -375,35 +390,56 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         feats.quality = measure_quality(a.crops[i], self.config.face_margin).as_array()
         return feats
 
-    def judge(self, segments: list[SegmentResult], feats: list[VideoFeatures],
-              timings: dict[str, float] | None = None,
-              history: tuple[list[str], list[str]] | None = None) -> None:
-        """Stage 4 for judged segments: one head pass for all of them, then each one's decision.
+    # ------------------------------------------------------------------------------------------
+    # detect = preprocess -> forward -> postprocess
+    # ------------------------------------------------------------------------------------------
+    def preprocess(self, path: str | Path, *, max_windows: int | None = None, max_people: int | None = None,
+                   timings: dict[str, float] | None = None, progress: ProgressFn | None = None) -> Analysis:
+        """The front end (:mod:`stylefusion.people`): shots, people, spans and the judged segments'
+        crops. No network runs here."""
+        return self.people(path, max_windows, max_people, timings, progress)
 
-        Fills each segment's label, p_fake, :class:`~stylefusion.results.DecisionRecord` and
-        per-frame records; a trained head also gives each frame's contribution
-        (:func:`stylefusion.evidence.batched_contributions`: its own small batched head pass).
-        ``history``: the file's processing-history reasons and sentences (:meth:`read_history`).
-        """
-        if not segments:
-            return
+    def forward(self, analysis: Analysis, timings: dict[str, float] | None = None) -> Forward:
+        """Every network on every judged segment of a video, batched: both extractors, the head, the
+        out-of-domain distance and (trained heads) each frame's contribution, in one inference
+        context. The hot path; what surrounds it decides nothing."""
         timings = {} if timings is None else timings
-        content = torch.stack([f.content for f in feats])
-        style = torch.stack([f.style for f in feats])
-        with timed(timings, "head"):
-            out = self.classify(content, style)
-            logits = out.logits.float().cpu().numpy()
-            attention = out.attention.float().cpu().numpy()
-            ood = self.ood_scores(out.embedding, content, style)
-            contributions = None
-            if self.config.trained:
-                contributions = batched_contributions(self.fusion, content.to(self.device), style.to(self.device))
-        for i, (seg, f) in enumerate(zip(segments, feats)):
-            judge_segment(self.config, seg, f, float(logits[i]), attention[i],
-                          ood_score=None if ood is None else float(ood[i]),
-                          contributions=None if contributions is None else contributions[i], history=history,
-                          segments=len(segments))
+        with torch.inference_mode():
+            content, style = self._features(analysis.crops, timings)
+            feats = [self._segment_features(analysis, i, content, style) for i in range(len(analysis.judged))]
+            if not feats:
+                return Forward(feats, np.zeros(0), np.zeros((0, self.config.num_frames)), None, None)
+            content, style = torch.stack([f.content for f in feats]), torch.stack([f.style for f in feats])
+            with timed(timings, "head"):
+                out = self.classify(content, style)
+                ood = self.ood_scores(out.embedding, content, style)
+                contributions = None
+                if self.config.trained:
+                    contributions = batched_contributions(self.fusion, content.to(self.device), style.to(self.device))
+        return Forward(feats, out.logits.float().cpu().numpy(), out.attention.float().cpu().numpy(), ood,
+                       contributions)
+
+    def postprocess(self, path: str | Path, analysis: Analysis, forward: Forward,
+                    timings: dict[str, float] | None = None,
+                    history: tuple[list[str], list[str]] | None = None) -> DetectionResult:
+        """Each judged segment's answer and record (:func:`stylefusion.decision.judge_segment`, at the
+        unit of this video: as many segments as were judged), then the people, the timeline and the
+        video's answer (:func:`stylefusion.results.aggregate`). ``history``: the file's
+        processing-history reasons and sentences (:meth:`read_history`)."""
+        timings = {} if timings is None else timings
+        n = len(analysis.judged)
+        for i, (seg, f) in enumerate(zip(analysis.judged, forward.features)):
+            judge_segment(self.config, seg, f, float(forward.logits[i]), forward.attention[i],
+                          ood_score=None if forward.ood is None else float(forward.ood[i]),
+                          contributions=None if forward.contributions is None else forward.contributions[i],
+                          history=history, segments=n)
             seg.features = f
+        a = analysis
+        timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, [],
+                                  "" if w.analysed else _not_analysed(w, a)) for w in a.windows]
+        result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio, a.unsupported)
+        result.shots = [shot.to_dict() for shot in a.shots]
+        return result
 
     def _result(self, path: str | Path, segments: list[SegmentResult], timeline: list[TimelineEntry],
                 timings: dict[str, float], video: dict[str, Any] | None, found_ratio: float,
@@ -465,23 +501,18 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
             require_trained(self.config)  # before the work, not after it
         report = progress or _no_progress
         timings: dict[str, float] = {}
-        a = self.people(path, max_windows, max_people, timings, report)
+        a = self.preprocess(path, max_windows=max_windows, max_people=max_people, timings=timings, progress=report)
         report("features", 0.5)
-        content, style = self._features(a.crops, timings)
+        forward = self.forward(a, timings)
         report("verdict", 0.9)
-        feats = [self._segment_features(a, i, content, style) for i in range(len(a.judged))]
         history, reasons = None, None
         if provenance:
             with timed(timings, "provenance"):
                 history, reasons = self.read_history(path)
-        self.judge(a.judged, feats, timings, reasons)
         if return_crops or explain:
             for seg, track in zip(a.judged, a.crops):
                 seg.crops = track.crops
-        timeline = [TimelineEntry(w.index, w.start_s, w.end_s, w.analysed, None, None, [],
-                                  "" if w.analysed else _not_analysed(w, a)) for w in a.windows]
-        result = self._result(path, a.segments, timeline, timings, a.info, a.face_found_ratio, a.unsupported)
-        result.shots = [shot.to_dict() for shot in a.shots]
+        result = self.postprocess(path, a, forward, timings, reasons)
         if provenance:
             from stylefusion.provenance import provenance_words, read_provenance
 
