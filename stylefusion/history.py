@@ -290,7 +290,9 @@ def _decode_stretch(path: str, fmt: str | None, options: dict[str, str],
     qps: list[float] = []
     with av.open(path, format=fmt, options=options) as c:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
+        # Slice threads only: with frame threads the decoder attached the quantiser side data to
+        # different frames from run to run (the mean QP of carphone read 10.90 or 10.67).
+        s.thread_type = "SLICE"
         if s.codec_context.name == "h264":
             s.codec_context.options = {"export_side_data": "venc_params"}
         if seek_s and s.time_base:
