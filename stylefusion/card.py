@@ -146,6 +146,26 @@ def decision_rows(config: StyleFusionConfig) -> list[tuple[str, str]]:
     return rows
 
 
+def robustness_rows(training: TrainingRecord | None) -> list[tuple[str, str, str, str, str]]:
+    """(condition, AUC, FPR, TPR, answered) rows of the card's "How it holds up" table, from
+    ``training.robustness`` (``stylefusion train --robustness``); [] when it was not measured."""
+    cells = (training.robustness or {}).get("cells") if training else None
+    if not isinstance(cells, list):
+        return []
+
+    def pct(v: Any) -> str:
+        return "–" if not isinstance(v, (int, float)) else f"{v:.0%}"
+
+    rows = []
+    for c in cells:
+        if not isinstance(c, dict):
+            continue
+        what = "clean (as given)" if c.get("name") == "clean" else str(c.get("description") or c.get("condition"))
+        rows.append((_cell(what), format_metric(c.get("auc")), pct(c.get("fpr")), pct(c.get("tpr")),
+                     pct(c.get("answered"))))
+    return rows
+
+
 def _confusion(metrics: dict[str, Any]) -> list[list[int]] | None:
     cm = metrics.get("confusion_matrix")
     ok = (isinstance(cm, list) and len(cm) == 2
@@ -260,6 +280,7 @@ def render_model_card(config: StyleFusionConfig, *, repo_id: str | None = None) 
             config=config, trained=trained, training=training,
             style_levels=", ".join(str(i) for i in config.style_levels),
             training_rows=training_rows(training) if training else [],
+            robustness_rows=robustness_rows(training), robustness=(training.robustness if training else {}) or {},
             metric_rows=metric_rows(metrics), confusion=_confusion(metrics), decision_rows=decision_rows(config),
             val_description=_val_description(training) if training else "",
             init_seed=init.get("seed"),
@@ -273,4 +294,4 @@ def render_model_card(config: StyleFusionConfig, *, repo_id: str | None = None) 
 
 
 __all__ = ["CardError", "card_data", "decision_rows", "format_metric", "metric_rows", "render_model_card",
-           "training_rows"]
+           "robustness_rows", "training_rows"]

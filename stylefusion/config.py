@@ -173,6 +173,12 @@ class TrainingRecord:
     best_epoch: int | None = None
     history_file: str | None = None  # per-epoch curves beside the checkpoint
     hub_datasets: list[str] = field(default_factory=list)  # dataset ids on the Hub, for the card
+    # How the checkpoint holds up (stylefusion.research.robustness.record_summary): AUC, FPR, TPR
+    # and share answered per perturbation and level on validation videos; {} when not measured.
+    robustness: dict[str, Any] = field(default_factory=dict)
+    # Where the fake class came from: "" (labelled fakes) or "self-blend" (pseudo-fakes made from
+    # the real videos by `stylefusion extract --self-blend`: trained on real videos only).
+    pseudo_fakes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,9 +202,11 @@ class TrainingRecord:
             value = getattr(record, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config training.{name}={_quote(value)} must be a list of strings")
-        for name in ("counts", "val_metrics", "features", "recipe"):
+        for name in ("counts", "val_metrics", "features", "recipe", "robustness"):
             if not isinstance(getattr(record, name), dict):
                 raise ConfigError(f"config training.{name}={_quote(getattr(record, name))} must be an object")
+        if not isinstance(record.pseudo_fakes, str):
+            raise ConfigError(f"config training.pseudo_fakes={_quote(record.pseudo_fakes)} must be a string")
         if not isinstance(record.data_summary, str):
             raise ConfigError(f"config training.data_summary={_quote(record.data_summary)} must be a string")
         return record

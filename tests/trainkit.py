@@ -33,13 +33,16 @@ def calibrate_backbones(det, style: torch.Tensor, content: torch.Tensor) -> None
     det.load_state_dict(state)
 
 
-def calibrated_checkpoint(out: Path, sample_videos: list[str], seed: int = 0) -> None:
-    """A tiny random checkpoint whose features have a trained backbone's scale (see module doc)."""
+def calibrated_checkpoint(out: Path, sample_videos: list[str], seed: int = 0, style_diff: bool = True) -> None:
+    """A tiny random checkpoint whose features have a trained backbone's scale (see module doc).
+
+    ``style_diff=False`` gives the head the style latents themselves rather than their frame-to-frame
+    differences: what a static artefact (a blend boundary that does not flicker) needs."""
     from stylefusion.detector import StyleFusionDetector, init_checkpoint
 
     # 64-px crops keep the style encoder fast; the style-flow head input (Choi et al. 2024) makes the
     # frame-to-frame inconsistency learnable from 16 training videos.
-    init_checkpoint("tiny", out, seed, face_size=64, min_person_s=0, style_diff=True)
+    init_checkpoint("tiny", out, seed, face_size=64, min_person_s=0, style_diff=style_diff)
     det = StyleFusionDetector.from_pretrained(out)
     feats = [det.extract_features(v) for v in sample_videos]
     style = torch.cat([f.style for f in feats])  # [N*T, L, D]

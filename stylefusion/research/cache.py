@@ -177,6 +177,9 @@ class FeatureKey:
     model_ref: str = field(default="", compare=False)  # what --model named, so train finds the backbones
     window_s: float | None = field(default=15.0, compare=False)  # the config's (see windows_match); None: any cut
     max_windows: int | None = field(default=None, compare=False)  # extraction's; None: any
+    # Settings of features made from altered crops (self-blended pseudo-fakes: their JSON, see
+    # stylefusion.research.selfblend); "" for a video's own crops; None (reading): any.
+    synthesis: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_config(cls, config: Any, backbone_sha256: str, checkpoint: dict[str, Any] | None = None,
@@ -215,8 +218,10 @@ class FeatureKey:
 
     def matches(self, header: "EntryHeader") -> bool:
         """True when the entry's features are the ones this key would make: same backbones, same
-        preprocessing, same precision, same windows of the video."""
-        return self.same_source(header) and self.same_precision(header) and self.same_windows(header)
+        preprocessing, same precision, same windows of the video (and, for a key that names them,
+        the same synthesis settings: a self-blend made with other settings is recomputed)."""
+        return (self.same_source(header) and self.same_precision(header) and self.same_windows(header)
+                and (self.synthesis is None or header.synthesis == self.synthesis))
 
 
 def video_fingerprint(path: str | Path) -> dict[str, str]:
@@ -276,6 +281,7 @@ class EntryHeader:
     num_windows: int | None = None  # windows of the video at window_s (analysed or not)
     segments: int = 0  # S: stacked segments (0 for an invalid entry)
     precision: str = ""  # "fp32" / "bf16": the extractors' precision (detector.precision); "" if unknown
+    synthesis: str = ""  # self-blend settings (JSON) of a pseudo-fake; "" for a video's own crops
 
     def to_metadata(self) -> dict[str, str]:
         meta = {"format": CACHE_FORMAT, "valid": "1" if self.valid else "0", "reason": self.reason,
@@ -292,6 +298,8 @@ class EntryHeader:
                 "segments": str(int(self.segments)), "precision": self.precision}
         if self.face_found_ratio is not None:
             meta["face_found_ratio"] = f"{self.face_found_ratio:.6f}"
+        if self.synthesis:  # absent for plain entries: their headers stay as before
+            meta["synthesis"] = self.synthesis
         return meta
 
     @classmethod
@@ -329,7 +337,7 @@ class EntryHeader:
                        face_found_ratio=optional("face_found_ratio", float), window_s=window_s,
                        max_windows=optional("max_windows", int), duration=duration,
                        num_windows=optional("num_windows", int), segments=segments,
-                       precision=meta.get("precision", ""))
+                       precision=meta.get("precision", ""), synthesis=meta.get("synthesis", ""))
         except KeyError as exc:
             raise ValueError(f"header lacks {exc}") from None
 
@@ -570,7 +578,7 @@ class FeatureCache:
                            key.preprocessing_sha256, dict(key.checkpoint), key.model_ref,
                            time.strftime("%Y-%m-%dT%H:%M:%S%z"), face_found_ratio, float(key.window_s),
                            key.max_windows, duration, num_windows, segments,
-                           str(key.checkpoint.get("precision") or ""))
+                           str(key.checkpoint.get("precision") or ""), key.synthesis or "")
 
     def _write(self, tensors: dict[str, torch.Tensor], header: EntryHeader) -> Path:
         from safetensors.torch import save

@@ -246,13 +246,18 @@ def dfdc_manifest(root: str | Path, val_ratio: float = 0.1, seed: int = 0,
 
 
 def folders_manifest(root: str | Path, ratios: dict[str, float] | None = None, seed: int = 0,
-                     name: str = "folders") -> list[ManifestRecord]:
-    """``real/`` and ``fake/`` folders, split per label so every split gets both classes."""
+                     name: str = "folders", require_fake: bool = True) -> list[ManifestRecord]:
+    """``real/`` and ``fake/`` folders, split per label so every split gets both classes.
+
+    ``require_fake=False`` (``--self-blend``): a corpus of real videos only (no ``fake/``) is
+    accepted; its fake class is made from the reals by extraction."""
     root = Path(root)
     _require_dir(root, "dataset root")
     ratios = ratios or {"train": 0.7, "val": 0.15, "test": 0.15}
     records = []
     for label, sub in ((0, "real"), (1, "fake")):
+        if label == 1 and not require_fake and not (root / sub).is_dir():
+            break
         folder = _require_dir(root / sub, f"{sub} videos")
         videos = _videos_in(folder, recursive=True)
         if not videos:
@@ -270,7 +275,7 @@ def build_manifest(dataset: str, root: str | Path, *, compression: str = "c23",
                    methods: Sequence[str] | None = None, splits_dir: str | Path | None = None,
                    val_ratio: float = 0.1, ratios: dict[str, float] | None = None, seed: int = 0,
                    allow_missing: bool = False, name: str | None = None,
-                   force_split: str | None = None) -> list[ManifestRecord]:
+                   force_split: str | None = None, real_only: bool = False) -> list[ManifestRecord]:
     """Dispatch to the adapter of ``dataset``; ``force_split`` puts every video in one split
     (e.g. all of DFDC as a cross-dataset test set)."""
     if not 0.0 <= val_ratio < 1.0:
@@ -279,7 +284,7 @@ def build_manifest(dataset: str, root: str | Path, *, compression: str = "c23",
         "ffpp": lambda: ffpp_manifest(root, compression, methods, splits_dir, allow_missing),
         "celebdf": lambda: celebdf_manifest(root, val_ratio, seed, allow_missing),
         "dfdc": lambda: dfdc_manifest(root, val_ratio, seed, allow_missing),
-        "folders": lambda: folders_manifest(root, ratios, seed, name or "folders"),
+        "folders": lambda: folders_manifest(root, ratios, seed, name or "folders", require_fake=not real_only),
     }
     if dataset not in builders:
         raise DatasetLayoutError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
@@ -319,6 +324,10 @@ def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="put every video in this split, e.g. test for a cross-dataset test set")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip, with a warning, videos the official lists name but the disk lacks")
+    parser.add_argument("--self-blend", action="store_true",
+                        help="real-only training: leave out the train/val fakes and add a self-blend row "
+                             "(<video_id>.sbi, label fake, method self-blend) for each train/val real video; "
+                             "`stylefusion extract` makes those pseudo-fakes from the real video's face crops")
 
 
 def run_manifest(args: argparse.Namespace) -> int:
@@ -326,7 +335,11 @@ def run_manifest(args: argparse.Namespace) -> int:
                              splits_dir=args.splits_dir, val_ratio=args.val_ratio,
                              ratios=parse_ratios(args.ratios), seed=args.seed,
                              allow_missing=args.allow_missing, name=args.name,
-                             force_split=args.force_split)
+                             force_split=args.force_split, real_only=getattr(args, "self_blend", False))
+    if getattr(args, "self_blend", False):
+        from stylefusion.research.selfblend import with_self_blends
+
+        records = with_self_blends(records)
     out = write_manifest(records, args.out)
     print(f"wrote {out}: {len(records)} videos; "
           + "; ".join(f"{s}: {c['real']} real, {c['fake']} fake" for s, c in counts(records).items()))

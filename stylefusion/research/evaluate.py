@@ -10,6 +10,10 @@ the figures (PNG and interactive HTML) beside them.
 "Fake" is the positive class. Threshold-dependent numbers use the checkpoint's threshold, which
 ``stylefusion train`` calibrated on validation data — never on the test set being reported.
 
+``--perturb PRESET|name:level,...`` also runs the detector on the split's video files under each
+perturbation (:mod:`stylefusion.perturb`, :mod:`stylefusion.research.robustness`), writing
+``robustness.json`` and the heatmap beside the report; perturbed copies are temporary files.
+
 The head scores segments (a video's most present person in each analysed window, as the cache
 holds them); every metric is per video, whose ``p_fake`` is the max over its segments — the
 detector's verdict rule, a fake anywhere makes the video fake. ``predictions.csv`` has one row per
@@ -371,15 +375,35 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-untrained", action="store_true",
                         help="evaluate an untrained head anyway (the report says so)")
     parser.add_argument("--device", help="torch device (default cpu)")
+    parser.add_argument("--perturb", metavar="PRESET|NAME:LEVEL,...",
+                        help="also run the detector on the split's videos under each perturbation (presets: "
+                             "deeperforensics, social, all; or e.g. blur:3,h264:5): robustness.json and the heatmap "
+                             "in the report folder (stylefusion.perturb)")
+    parser.add_argument("--perturb-seed", type=int, default=0, help="seed of the perturbations (default 0)")
+    parser.add_argument("--perturb-limit", type=int, default=None, metavar="N",
+                        help="at most N videos per class in the perturbation grid (default: all)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if getattr(args, "perturb", None):
+        from stylefusion.perturb import parse_perturbations
+
+        parse_perturbations(args.perturb)  # a bad level is a one-line error before any work
     report = evaluate(args.model, args.cache, args.split, args.report, allow_untrained=args.allow_untrained,
                       history=args.history, figures=not args.no_figures, device=args.device)
     print(table3(report["overall"]))
     print()
     print(breakdown_table(report["per_dataset"], "Dataset"))
     print(f"\nreport written to {Path(args.report) / 'report.md'}")
+    if getattr(args, "perturb", None):
+        from stylefusion.research.robustness import evaluate_robustness, markdown_table
+
+        grid = evaluate_robustness(args.model, args.cache, args.split, args.report, args.perturb,
+                                   seed=args.perturb_seed, limit=args.perturb_limit, figures=not args.no_figures,
+                                   device=args.device)
+        print()
+        print(markdown_table(grid))
+        print(f"\nrobustness written to {Path(args.report) / 'robustness.json'}")
     return 0
 
 

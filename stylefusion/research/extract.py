@@ -25,6 +25,14 @@ Design choices:
   CPU and GPU ranks of one cache cut long videos alike; it is recorded in each entry.
 - **Reading overlaps compute.** A thread fingerprints and scans (demux, no decode) the next video
   while the current one goes through decoding, face tracking and the networks.
+- **Self-blended pseudo-fakes** (``--self-blend``, :mod:`stylefusion.research.selfblend`): each
+  real train/val video also gets a fake entry ``<video_id>.sbi`` (method ``self-blend``) whose
+  features come from its own crops blended with a transformed copy of themselves, made here in
+  memory (never a video file), from the same front-end pass as the real entry; the manifest's own
+  train/val fakes are left out, so ``train`` learns from real videos only (test rows are kept for
+  evaluation). Rows with method ``self-blend`` in a manifest (``stylefusion manifest
+  --self-blend``) are made the same way. A pseudo-fake entry's header records its settings, which
+  decide its reuse; a video without face landmarks is an invalid entry with the reason.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -91,9 +99,14 @@ def shard_info(rank: int | None = None, world_size: int | None = None) -> tuple[
 
 
 def shard(records: Sequence[ManifestRecord], rank: int, world_size: int) -> list[ManifestRecord]:
-    """Rows ``i % world_size == rank`` of the records sorted by video_id (stable across runs)."""
-    ordered = sorted(records, key=lambda r: r.video_id)
-    return ordered[rank::world_size]
+    """Rows ``i % world_size == rank`` of the records sorted by video_id (stable across runs); a
+    self-blend row goes with its real video (one front-end pass makes both)."""
+    from stylefusion.research.selfblend import base_id
+
+    groups: dict[str, list[ManifestRecord]] = {}
+    for r in sorted(records, key=lambda r: r.video_id):
+        groups.setdefault(base_id(r), []).append(r)
+    return [r for i, g in enumerate(sorted(groups)) if i % world_size == rank for r in groups[g]]
 
 
 def default_device(local_rank: int | None = None) -> str:
@@ -141,7 +154,8 @@ def _scan(path: str, window_s: float, max_frame_side: int) -> _Scan:
 def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, cache_dir: str | Path, *,
             device: str | None = None, splits: Sequence[str] | None = None, rank: int | None = None,
             world_size: int | None = None, retry_failed: bool = False, progress: bool = True,
-            revision: str | None = None, max_windows: int = MAX_WINDOWS, precision: str = "auto") -> ExtractSummary:
+            revision: str | None = None, max_windows: int = MAX_WINDOWS, precision: str = "auto",
+            self_blend: bool = False, self_blend_settings: Any = None) -> ExtractSummary:
     """Extract this rank's share of a manifest into ``cache_dir``: per video, its most present
     person's segment in each analysed window (at most ``max_windows``), in one entry.
 
@@ -155,6 +169,10 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
         max_windows: windows analysed at most per video, spread evenly (the same on every device).
         precision: the extractors' ``auto`` / ``fp32`` / ``bf16`` when ``model`` is a reference
             (:mod:`stylefusion.precision`); each entry's header records the one used.
+        self_blend: add a self-blended pseudo-fake of every real train/val video and leave out
+            the manifest's train/val fakes (train then learns from real videos only).
+        self_blend_settings: a :class:`~stylefusion.research.selfblend.SelfBlendSettings` for
+            every self-blend row (added, or already in the manifest); None: the defaults.
 
     Raises:
         stylefusion.research.cache.CacheWriteError: an entry could not be written (the run stops; rerun to resume).
@@ -163,9 +181,16 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
 
     if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
         raise ExtractError(f"--max-windows {max_windows!r} must be a positive integer")
+    from stylefusion.research import selfblend as sbi
+
     records = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
+    if self_blend:
+        records = sbi.with_self_blends(records)
     if splits:
         records = [r for r in records if r.split in splits]
+    blend_settings = None
+    if any(r.method == sbi.METHOD for r in records):
+        blend_settings = self_blend_settings or sbi.SelfBlendSettings()
     rank, world_size = shard_info(rank, world_size)
     mine = shard(records, rank, world_size)
     summary = ExtractSummary(rank, world_size, len(mine))
@@ -179,11 +204,15 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
     else:
         det, ref = model, str(getattr(model, "source", {}).get("name") or "")
     key = FeatureKey.from_model(det, ref, max_windows=max_windows)
+    blend_key = None if blend_settings is None else replace(key, synthesis=blend_settings.key())
     cache = FeatureCache(cache_dir)
+
+    def key_of(rec: ManifestRecord) -> FeatureKey:
+        return blend_key if blend_key is not None and rec.method == sbi.METHOD else key
 
     todo: list[ManifestRecord] = []
     for rec in mine:  # plan first: cheap (stat + header), and gives the bar an honest total
-        plan = cache.plan(rec, key, retry_failed=retry_failed)
+        plan = cache.plan(rec, key_of(rec), retry_failed=retry_failed)
         if plan.action is Action.REUSE:
             summary.reused += 1
         elif plan.action is Action.RELABEL:
@@ -197,6 +226,7 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
     from tqdm.auto import tqdm
 
     c = det.config
+    front = _FrontEnd(det, max_windows, blend_settings) if blend_settings is not None else None
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="video", desc="extract",
                disable=not progress or rank != 0 or not mine, mininterval=0.5, smoothing=0.1)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as pool:
@@ -211,22 +241,27 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
             segments: list = []
             if not reason:
                 try:
-                    segments = det.extract_segments(rec.path, max_windows=max_windows)
+                    if front is not None:  # one front-end pass serves a video and its self-blend
+                        segments, reason = front.segments(rec)
+                    else:
+                        segments = det.extract_segments(rec.path, max_windows=max_windows)
                 except StyleFusionError as exc:  # VideoReadError and friends: the video's fault
                     reason = getattr(exc, "reason", None) or str(exc)
                 except Exception as exc:  # noqa: BLE001 — one odd video must not end a 10-hour run
                     logger.warning("%s: extraction failed", rec.path, exc_info=True)
                     reason = f"{type(exc).__name__}: {exc}"
                 else:
-                    if not segments:
+                    if not segments and not reason:
                         reason = (f"{NO_SEGMENT_REASON} (nobody is on screen for {c.min_person_s:g} s or more in one "
                                   "shot of any analysed stretch)")
+            if reason and rec.method == sbi.METHOD and not reason.startswith("self-blend"):
+                reason = f"self-blend: {reason}"
             if segments:
-                cache.write(rec, key, segments, info.fingerprint, duration=info.duration,
+                cache.write(rec, key_of(rec), segments, info.fingerprint, duration=info.duration,
                             num_windows=info.num_windows)
             else:
                 logger.warning("%s: recorded as failed (%s)", rec.video_id, reason)
-                cache.write_invalid(rec, key, reason, info.fingerprint, duration=info.duration,
+                cache.write_invalid(rec, key_of(rec), reason, info.fingerprint, duration=info.duration,
                                     num_windows=info.num_windows)
                 summary.failed += 1
             summary.extracted += 1
@@ -236,6 +271,41 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
     summary.seconds = time.perf_counter() - t_start
     logger.info(summary.line())
     return summary
+
+
+class _FrontEnd:
+    """Extraction when self-blends are made: the front end's analysis of the last video is kept,
+    so a video and its pseudo-fake (adjacent in the shard) cost one decoding and face-finding
+    pass; the pseudo-fake's crops are blended in memory before the networks see them."""
+
+    def __init__(self, det: Any, max_windows: int, settings: Any):
+        self.det, self.max_windows, self.settings = det, max_windows, settings
+        self._last: tuple[str, Any] | None = None
+
+    def _analysis(self, path: str) -> Any:
+        if self._last is None or self._last[0] != path:
+            self._last = None
+            self._last = (path, self.det.people(path, self.max_windows, 1))
+        return self._last[1]
+
+    def _features(self, a: Any) -> list:
+        det = self.det
+        content, style = det._features(a.crops, {})
+        return [det._segment_features(a, i, content, style) for i in range(len(a.judged))]
+
+    def segments(self, rec: ManifestRecord) -> tuple[list, str]:
+        """(segments, "") or ([], why not) for a real row or a self-blend row."""
+        from stylefusion.research import selfblend as sbi
+
+        a = self._analysis(rec.path)
+        if rec.method != sbi.METHOD:
+            return self._features(a), ""
+        if not a.judged:
+            return [], f"{sbi.NO_LANDMARKS_REASON}: nobody is judged in this video"
+        blended, skipped = sbi.self_blend_analysis(a, self.det.cropper, self.settings, rec.video_id)
+        if blended is None:
+            return [], f"{sbi.NO_LANDMARKS_REASON}: {'; '.join(skipped)}"
+        return self._features(blended), ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,15 +331,29 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="the extractors' number format (default auto: bf16 on CUDA and on CPUs with native "
                              "bf16, fp32 elsewhere); recorded in each entry's header")
+    parser.add_argument("--self-blend", action="store_true",
+                        help="train from real videos only: add a self-blended pseudo-fake of every real train/val "
+                             "video (made in memory from its face crops, Self-Blended Images) and leave out the "
+                             "manifest's train/val fakes")
+    parser.add_argument("--self-blend-flicker", action="store_true",
+                        help="draw the blend's transform per frame (SBI's per-image recipe) instead of one slowly "
+                             "drifting transform per segment")
+    parser.add_argument("--self-blend-mask", choices=("hull", "ellipse"), default="hull",
+                        help="face mask from the 5 landmarks: extended convex hull (default) or ellipse")
+    parser.add_argument("--self-blend-seed", type=int, default=0, help="seed of the self-blend draws (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads_argument(parser)
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from stylefusion.research.selfblend import SelfBlendSettings
+
+    settings = SelfBlendSettings(seed=args.self_blend_seed, flicker=args.self_blend_flicker, mask=args.self_blend_mask)
     with torch_threads(args.threads):
         summary = extract(args.manifest, args.model, args.cache, device=args.device, splits=args.split,
                           retry_failed=args.retry_failed, progress=not args.no_progress, revision=args.revision,
-                          max_windows=args.max_windows, precision=args.precision)
+                          max_windows=args.max_windows, precision=args.precision, self_blend=args.self_blend,
+                          self_blend_settings=settings)
     print(summary.line())
     return 0
 

@@ -37,6 +37,15 @@ on validation data (:mod:`stylefusion.research.calibrate`): the temperature of i
 the threshold chosen by ``threshold_policy`` (default ``fpr:0.05``) with the validation rates
 there, the conformal uncertain band at ``conformal_alpha``, the out-of-domain statistics
 (``ood.*`` tensors) and the input-quality limits of its training data.
+
+Real videos only: when every training fake is a self-blended pseudo-fake (``stylefusion extract
+--self-blend``, method ``self-blend``), the record says so (``training.pseudo_fakes``) and the
+card reads "trained on real videos only, with self-blended pseudo-fakes".
+
+``--robustness [PRESET]`` then runs the saved checkpoint on the val videos under each perturbation
+(:mod:`stylefusion.research.robustness`): ``OUT/robustness/`` gets ``robustness.json`` and the
+heatmap, and ``training.robustness`` the per-cell AUC, FPR, TPR and share answered that the card's
+"How it holds up" table and :func:`~stylefusion.research.robustness.robustness_sentence` read.
 """
 
 from __future__ import annotations
@@ -66,6 +75,9 @@ from stylefusion.research.data import CachedFeatures, load_features
 from stylefusion.research.manifest import counts
 from stylefusion.research.calibrate import calibrate_head
 from stylefusion.research.metrics import HISTORY_NAME, binary_metrics, predict_logits, video_max
+
+#: The manifest ``method`` of self-blended pseudo-fakes (``stylefusion extract --self-blend``).
+SELF_BLEND_METHOD = "self-blend"
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +115,8 @@ class TrainOptions:
     device: str | None = None
     threshold_policy: str | None = None  # default: the source checkpoint's config (fpr:0.05)
     alpha: float | None = None  # conformal level; default: the source checkpoint's conformal_alpha
+    robustness: str | None = None  # perturbations to run on the val videos (stylefusion.perturb syntax)
+    robustness_limit: int | None = None  # val videos per class in that grid (None: all)
 
     def check(self) -> None:
         if self.init_from and self.model:
@@ -123,6 +137,15 @@ class TrainOptions:
             raise TrainError(f"--val-fraction {self.val_fraction} must be in (0, 1)")
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise TrainError(f"--alpha {self.alpha} must be in (0, 1)")
+        if self.robustness is not None:
+            from stylefusion.perturb import PerturbationError, parse_perturbations
+
+            try:
+                parse_perturbations(self.robustness)
+            except PerturbationError as exc:
+                raise TrainError(f"--robustness: {exc}") from None
+        if self.robustness_limit is not None and self.robustness_limit < 1:
+            raise TrainError(f"--robustness-limit {self.robustness_limit} must be >= 1")
         if self.threshold_policy is not None:
             from stylefusion.config import parse_threshold_policy
             from stylefusion.errors import ConfigError
@@ -320,7 +343,8 @@ def train(opts: TrainOptions) -> TrainResult:
                              split_counts=split_counts, val_source=val_source, best=best,
                              epochs_run=len(history), val_metrics=val_metrics, threshold_source=threshold_source,
                              window_s=window_s, window_source=window_source,
-                             segments={"train": counts(tr.labels.tolist()), "val": counts(va.labels.tolist())})
+                             segments={"train": counts(tr.labels.tolist()), "val": counts(va.labels.tolist())},
+                             methods=sorted({r["method"] for r in tr.records if int(r["label"]) == 1}))
     out = Path(opts.out)
     # The history first: the checkpoint names it, so it must exist before the checkpoint does.
     atomic_write(out / HISTORY_NAME, json.dumps({
@@ -339,6 +363,8 @@ def train(opts: TrainOptions) -> TrainResult:
     final.save_pretrained(out)
     logger.info("saved %s: best epoch %d of %d, val auc %s, threshold %.3f", out, best.epoch, len(history),
                 val_metrics["auc"], threshold)
+    if opts.robustness:
+        robustness_on_val(out, opts, va.records)
     return TrainResult(out, best.epoch, len(history), float(threshold), val_metrics, history,
                        time.perf_counter() - t_start, cal.record)
 
@@ -426,17 +452,47 @@ def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
     return best, history
 
 
+def robustness_on_val(out: Path, opts: TrainOptions, val_records: list[dict[str, str]]) -> dict[str, Any]:
+    """``--robustness``: the saved checkpoint run on the val videos under each perturbation
+    (:mod:`stylefusion.research.robustness`); ``OUT/robustness/`` gets robustness.json and the
+    heatmap, and the checkpoint's ``training.robustness`` the per-cell figures (re-saved, so the
+    card gets its "How it holds up" table). Self-blended pseudo-fakes exist only as features, not
+    as files, so they are left out of the grid (its fakes are the cache's labelled fakes, if any)."""
+    from dataclasses import replace
+
+    from stylefusion.detector import StyleFusionDetector
+    from stylefusion.research import robustness as rb
+
+    det = StyleFusionDetector.from_pretrained(out, device=opts.device)
+    videos = sorted((rb.VideoItem(r["video_id"], r["path"], int(r["label"])) for r in val_records
+                     if r.get("method") != SELF_BLEND_METHOD), key=lambda v: v.video_id)
+    if opts.robustness_limit is not None:
+        videos = ([v for v in videos if v.label == 0][:opts.robustness_limit]
+                  + [v for v in videos if v.label == 1][:opts.robustness_limit])
+    grid = rb.run_grid(det, videos, opts.robustness, seed=opts.seed)
+    rb.write_report(grid, out / "robustness", model=det.identity(), split="val")
+    record = replace(det.config.training, robustness=rb.record_summary(grid, "val"))
+    det.config = det.config.replace(training=record)
+    det.save_pretrained(out)
+    logger.info("robustness grid on %d val videos: %d cells in %.0f s", len(videos), len(grid["cells"]),
+                grid["seconds"])
+    return grid
+
+
 def training_record(opts: TrainOptions, *, key: FeatureKey, model_ref: str, datasets: list[str],
                     split_counts: dict[str, dict[str, int]], val_source: str, best: BestEpoch, epochs_run: int,
                     val_metrics: dict[str, Any], threshold_source: str, window_s: float | None = None,
-                    window_source: str = "", segments: dict[str, dict[str, int]] | None = None) -> TrainingRecord:
+                    window_source: str = "", segments: dict[str, dict[str, int]] | None = None,
+                    methods: Sequence[str] = ()) -> TrainingRecord:
     """What the checkpoint's config says about this run (``config.training``).
 
     ``split_counts`` are videos per subset and label; ``segments`` the samples (segments) likewise,
     kept in ``features``. ``window_s`` and where it came from go in the recipe (the record has no
-    field of its own for them).
+    field of its own for them). ``methods``: the manipulation methods of the training fakes; when
+    they are all self-blends, the record says the head was trained on real videos only.
     """
     n_real, n_fake = split_counts["train"]["real"], split_counts["train"]["fake"]
+    self_blend = bool(methods) and all(m == SELF_BLEND_METHOD for m in methods)
     seg = (segments or {}).get("train") or split_counts["train"]
     return TrainingRecord(
         datasets=datasets,
@@ -460,6 +516,7 @@ def training_record(opts: TrainOptions, *, key: FeatureKey, model_ref: str, data
         epochs_run=epochs_run,
         best_epoch=best.epoch,
         history_file=HISTORY_NAME,
+        pseudo_fakes="self-blend" if self_blend else "",
     )
 
 
@@ -502,6 +559,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="conformal level of the uncertain band: the prediction set holds the true label with "
                              "probability >= 1 - alpha (default: the checkpoint's conformal_alpha, 0.1)")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of init, shuffling and mixup (default {d.seed})")
+    parser.add_argument("--robustness", nargs="?", const="all", default=None, metavar="PERTURB",
+                        help="after training, run the detector on the val videos under each perturbation (a preset: "
+                             "deeperforensics, social, all (the default when given bare), or name:level,...) and "
+                             "record the figures in the checkpoint and its card (OUT/robustness/)")
+    parser.add_argument("--robustness-limit", type=int, default=None, metavar="N",
+                        help="at most N val videos per class in the robustness grid (default: all)")
     parser.add_argument("--logdir", help="TensorBoard folder (default OUT/runs)")
     parser.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     add_threads_argument(parser)
