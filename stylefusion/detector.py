@@ -520,7 +520,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                 prov = read_provenance(path)
             result.provenance = {**prov.to_dict(), "summary": prov.summary(),
                                  "words": provenance_words(prov, Label(result.label).value)}
-            result.history = {**history, **_crop_scaling(result, self.config.face_size)}
+            result.history = {**history, **_crop_scaling(result, self.config.face_size),
+                              "robustness": _robustness(self.config, history)}
         if explain:
             with timed(timings, "evidence"):
                 self.explain(result, max_frames=explain_frames,
@@ -601,6 +602,16 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
 def _no_progress(stage: str, fraction: float) -> None:
     return None
+
+
+def _robustness(config: StyleFusionConfig, history: dict[str, Any]) -> str | None:
+    """How this checkpoint did on validation videos like this file (bit rate and size matched to the
+    nearest condition of the figures ``stylefusion train --robustness`` kept), or None."""
+    from stylefusion.history import robustness_sentence
+
+    w, h = history.get("width") or 0, history.get("height") or 0
+    condition = {"bitrate_bps": history.get("bit_rate"), "short_side": min(w, h) or None, "fps": history.get("fps")}
+    return robustness_sentence(config, condition)
 
 
 def _crop_scaling(result: DetectionResult, face_size: int) -> dict[str, float | None]:

@@ -31,6 +31,7 @@ at most :data:`MAX_PACKETS` packets are demuxed for timestamps, so a long file c
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,5 +450,64 @@ def history_reason_text(history: ProcessingHistory, limits: HistoryLimits | None
     return out
 
 
-__all__ = ["DEFAULT_LIMITS", "HISTORY_REASONS", "HistoryLimits", "ProcessingHistory", "RECAPTURE_SIGNS",
+# ----------------------------------------------------------------------------------------------
+# how the checkpoint did on videos like this one (the figures `stylefusion train --robustness` keeps)
+# ----------------------------------------------------------------------------------------------
+#: The unperturbed cell of a robustness grid (stylefusion.research.robustness).
+CLEAN = "clean"
+
+
+def nearest_condition(cells: list[dict[str, Any]], condition: dict[str, Any]) -> dict[str, Any] | None:
+    """The cell a condition names (``name``/``level`` or ``condition``), else the compression cell
+    (or clean) nearest in log bits per pixel per frame and log short side."""
+    by_key = {c["condition"]: c for c in cells}
+    key = condition.get("condition") or (f"{condition['name']}:{condition['level']}"
+                                          if "name" in condition and "level" in condition else None)
+    if key is not None:
+        return by_key.get(key)
+    bitrate, side = condition.get("bitrate_bps"), condition.get("short_side")
+    if not bitrate or not side:
+        return None
+    fps = condition.get("fps") or 25.0
+
+    def bpp(b: float, s: float, f: float) -> float:
+        return b / (s * s * 16 / 9 * f)  # a 16:9 frame of that short side
+
+    target = (math.log(bpp(bitrate, side, fps)), math.log(side))
+    best, best_d = None, math.inf
+    for c in cells:
+        if (c.get("crf") is None and c["name"] != CLEAN) or not c.get("bitrate_bps") or not c.get("short_side"):
+            continue
+        here = (math.log(bpp(c["bitrate_bps"], c["short_side"], c.get("fps") or 25.0)), math.log(c["short_side"]))
+        d = abs(here[0] - target[0]) + 0.5 * abs(here[1] - target[1])
+        if d < best_d:
+            best, best_d = c, d
+    return best
+
+
+def robustness_sentence(config: Any, condition: dict[str, Any]) -> str | None:
+    """One sentence for under a verdict: how this checkpoint did on validation videos under the
+    condition nearest to ``condition``, or None when the checkpoint carries no figures for it.
+
+    ``condition``: ``{"name": "h264", "level": 3}`` (or ``{"condition": "h264:3"}``), or an upload's
+    ``{"bitrate_bps": ..., "short_side": ..., "fps": ...}`` (:func:`probe` measures them).
+    """
+    record = getattr(config, "training", None)
+    summary = getattr(record, "robustness", None) or {}
+    cells = summary.get("cells") or []
+    cell = nearest_condition(cells, condition) if cells else None
+    if cell is None or cell.get("auc") is None:
+        return None
+    split = {"val": "validation", "test": "test"}.get(summary.get("split"), summary.get("split") or "held-out")
+    if cell["name"] == CLEAN:
+        how = "as they were (not recompressed)"
+    elif cell.get("crf") is not None:
+        how = f"recompressed like this one ({cell['description']})"
+    else:
+        how = f"under {cell['description']}"
+    return (f"on {split} videos {how}, this checkpoint's AUC was {cell['auc']:.2f} "
+            f"and it answered {cell['answered']:.0%} of them")
+
+
+__all__ = ["CLEAN", "nearest_condition", "robustness_sentence", "DEFAULT_LIMITS", "HISTORY_REASONS", "HistoryLimits", "ProcessingHistory", "RECAPTURE_SIGNS",
            "history_reason_text", "history_reasons", "measure_history", "recapture_score", "screen_size_reason"]

@@ -172,3 +172,19 @@ def test_configs_without_the_new_fields_load_and_their_card_has_no_table(trained
     data["training"]["robustness"] = [1, 2]
     with pytest.raises(ConfigError, match="training.robustness"):
         StyleFusionConfig.from_dict(data)
+
+
+def test_an_answer_says_how_the_checkpoint_did_on_videos_like_it(trained):
+    """detect() matches the file's bit rate and size to the nearest condition the checkpoint kept,
+    and says it beside the answer (the app's panel shows the same sentence)."""
+    from stylefusion.app.render import provenance_markdown
+    from stylefusion.detector import StyleFusionDetector
+
+    det = StyleFusionDetector.from_pretrained(trained["out"])
+    res = det.detect(trained["rows"][-1].path)
+    h = res.history
+    expected = rb.robustness_sentence(det.config, {"bitrate_bps": h["bit_rate"],
+                                                   "short_side": min(h["width"], h["height"]), "fps": h["fps"]})
+    assert expected and h["robustness"] == expected and "this checkpoint's AUC was" in expected
+    assert expected in provenance_markdown(res)
+

@@ -736,6 +736,8 @@ def provenance_markdown(res: DetectionResult) -> str:
             lines.append("- signs of a screen recording: " + "; ".join(signs.values()))
         for text in history.get("reason_text") or []:
             lines.append(f"- **{text}**: the answer is *uncertain* for this reason, whatever p_fake says")
+        if history.get("robustness"):
+            lines.append(f"- How this checkpoint holds up on files like this one: {history['robustness']}")
     return "\n".join(lines)
 
 

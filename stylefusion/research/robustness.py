@@ -45,11 +45,13 @@ import numpy as np
 
 from stylefusion._io import atomic_write
 from stylefusion.errors import StyleFusionError
+# The unperturbed cell's name and the sentence an answer shows live in the library (history.py).
+from stylefusion.history import CLEAN, robustness_sentence  # noqa: F401
+from stylefusion.history import nearest_condition as _nearest  # noqa: F401
 from stylefusion.perturb import Perturbation, PerturbationError, parse_perturbations, perturb_video
 
 logger = logging.getLogger(__name__)
 
-CLEAN = "clean"
 #: What the checkpoint's training record keeps per cell (the full report stays in robustness.json).
 RECORD_KEYS = ("condition", "name", "level", "description", "n", "auc", "fpr", "tpr", "answered", "scored",
                "bitrate_bps", "short_side", "fps", "crf", "max_short_side")
@@ -384,53 +386,3 @@ def evaluate_robustness(model: str | Any, cache_dir: str | Path, split: str, rep
 # ----------------------------------------------------------------------------------------------
 # The sentence under a verdict
 # ----------------------------------------------------------------------------------------------
-def _nearest(cells: list[dict[str, Any]], condition: dict[str, Any]) -> dict[str, Any] | None:
-    """The cell a condition names (``name``/``level`` or ``condition``), else the compression cell
-    (or clean) nearest in log bits per pixel per frame and log short side."""
-    by_key = {c["condition"]: c for c in cells}
-    key = condition.get("condition") or (f"{condition['name']}:{condition['level']}"
-                                          if "name" in condition and "level" in condition else None)
-    if key is not None:
-        return by_key.get(key)
-    bitrate, side = condition.get("bitrate_bps"), condition.get("short_side")
-    if not bitrate or not side:
-        return None
-    fps = condition.get("fps") or 25.0
-
-    def bpp(b: float, s: float, f: float) -> float:
-        return b / (s * s * 16 / 9 * f)  # a 16:9 frame of that short side
-
-    target = (math.log(bpp(bitrate, side, fps)), math.log(side))
-    best, best_d = None, math.inf
-    for c in cells:
-        if (c.get("crf") is None and c["name"] != CLEAN) or not c.get("bitrate_bps") or not c.get("short_side"):
-            continue
-        here = (math.log(bpp(c["bitrate_bps"], c["short_side"], c.get("fps") or 25.0)), math.log(c["short_side"]))
-        d = abs(here[0] - target[0]) + 0.5 * abs(here[1] - target[1])
-        if d < best_d:
-            best, best_d = c, d
-    return best
-
-
-def robustness_sentence(config: Any, condition: dict[str, Any]) -> str | None:
-    """One sentence for under a verdict: how this checkpoint did on validation videos under the
-    condition nearest to ``condition``, or None when the checkpoint carries no figures for it.
-
-    ``condition``: ``{"name": "h264", "level": 3}`` (or ``{"condition": "h264:3"}``), or an upload's
-    ``{"bitrate_bps": ..., "short_side": ..., "fps": ...}`` (:func:`probe` measures them).
-    """
-    record = getattr(config, "training", None)
-    summary = getattr(record, "robustness", None) or {}
-    cells = summary.get("cells") or []
-    cell = _nearest(cells, condition) if cells else None
-    if cell is None or cell.get("auc") is None:
-        return None
-    split = {"val": "validation", "test": "test"}.get(summary.get("split"), summary.get("split") or "held-out")
-    if cell["name"] == CLEAN:
-        how = "as they were (not recompressed)"
-    elif cell.get("crf") is not None:
-        how = f"recompressed like this one ({cell['description']})"
-    else:
-        how = f"under {cell['description']}"
-    return (f"on {split} videos {how}, this checkpoint's AUC was {cell['auc']:.2f} "
-            f"and it answered {cell['answered']:.0%} of them")
