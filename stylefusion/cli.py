@@ -217,7 +217,6 @@ def csv_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
 def _run_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from stylefusion.detector import StyleFusionDetector
     from stylefusion.results import SCHEMA_VERSION
 
     _positive(args)

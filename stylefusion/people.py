@@ -386,23 +386,17 @@ def _why_no_face(frames: list[ScanFrame], reader: VideoReader, config: StyleFusi
     sizes = [box_size(face.box) for f in frames for face in f.faces if face.prob >= conf]
     if not sizes and getattr(cropper, "mtcnn", None) is not None:  # (a stand-in cropper has no MTCNN)
         picks = [frames[int(i)].index for i in np.linspace(0, len(frames) - 1, min(TINY_FACE_FRAMES, len(frames)))]
-        tiny = cropper.config.replace(mtcnn_min_face_size=TINY_FACE_PX, detect_max_side=0)
+        fine = FaceCropper(cropper.config.replace(mtcnn_min_face_size=TINY_FACE_PX, detect_max_side=0),
+                           device=cropper.device)
         for _, got in reader.iter_frames([("tiny", np.unique(picks))]):
             if got is None:
                 continue
-            for boxes, probs in FaceCropper.detect(_WithConfig(cropper, tiny), got.images):
+            for boxes, probs in fine.detect(got.images):
                 sizes += [box_size(b) / got.scale for b, p in zip(boxes, probs) if p >= conf]
     if sizes and float(np.median(sizes)) < config.min_face_px:
         return (f"faces_too_small: faces of about {float(np.median(sizes)):.0f} px were found; faces of at "
                 f"least {config.min_face_px:g} px are needed to judge them")
     return None
-
-
-class _WithConfig:
-    """A cropper's MTCNN with another config (the one-off search for tiny faces)."""
-
-    def __init__(self, cropper: FaceCropper, config: StyleFusionConfig):
-        self.config, self.mtcnn, self.device = config, cropper.mtcnn, cropper.device
 
 
 def _segment(span: Span, judged: bool, message: str, distinct: int) -> SegmentResult:

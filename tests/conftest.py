@@ -56,3 +56,13 @@ def tiny_detector(tiny_ckpt):
 @pytest.fixture(scope="session")
 def carphone_result(tiny_detector, carphone):
     return tiny_detector.detect(carphone, return_crops=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on
+    shared 2-core machines, OpenMP threads waiting for a busy core make small ops many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,14 +27,7 @@ PLANTED = range(10, 15)
 REGION = (slice(36, 50), slice(10, 24))  # a cheek, in crop pixels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on shared 2-core machines OpenMP threads waiting for a busy core make the
-    small ops here many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_detector(seed: int = 0, trained: bool = False):

@@ -68,14 +68,7 @@ def write_video(path: Path, fake: bool, seed: int, n_frames: int = 40, size: int
                   crf="23", options={"preset": "medium"})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on shared 2-core machines, OpenMP threads waiting for a busy core make the
-    small ops here many times slower (the CLI steps get ``--threads 1`` for the same reason)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

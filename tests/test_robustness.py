@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from stylefusion.research import evaluate as eval_mod
 from stylefusion.research import extract as extract_mod
@@ -29,12 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 GRID = "blur:5,social_360p:4,fps:4"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from stylefusion.perturb import read_frames
 from stylefusion.research import extract as extract_mod
@@ -34,12 +33,7 @@ N_FRAMES, SIZE, FPS = 30, 128, 25
 N_TRAIN_REAL, N_VAL_REAL, N_TEST_PER_CLASS = 40, 10, 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 from scipy.stats import binomtest
 
 from stylefusion.config import CalibrationRecord, TrainingRecord, preset_config

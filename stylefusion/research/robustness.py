@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,8 +45,7 @@ import numpy as np
 from stylefusion._io import atomic_write
 from stylefusion.errors import StyleFusionError
 # The unperturbed cell's name and the sentence an answer shows live in the library (history.py).
-from stylefusion.history import CLEAN, robustness_sentence  # noqa: F401
-from stylefusion.history import nearest_condition as _nearest  # noqa: F401
+from stylefusion.history import CLEAN, robustness_sentence  # noqa: F401 (re-exported)
 from stylefusion.perturb import Perturbation, PerturbationError, parse_perturbations, perturb_video
 
 logger = logging.getLogger(__name__)
