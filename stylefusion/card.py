@@ -143,6 +143,11 @@ def decision_rows(config: StyleFusionConfig) -> list[tuple[str, str]]:
               f"[{c.min_brightness:g}, {c.max_brightness:g}] → else `unsupported`")
     source = cal.quality_source if cal is not None and cal.quality_source else "documented defaults"
     rows.append(("input quality", _cell(f"{limits} ({source})")))
+    history = (f"mean H.264 quantiser > {c.max_h264_qp:g} (other codecs: bits per pixel < {c.min_bpp:g}) → "
+               f"heavily recompressed; recapture score ≥ {c.min_recapture_score} → possible screen recording; "
+               "either → `uncertain`, p_fake still shown")
+    source = cal.history_source if cal is not None and cal.history_source else "documented defaults"
+    rows.append(("processing history", _cell(f"{history} ({source})")))
     return rows
 
 
@@ -208,6 +213,8 @@ def training_rows(training: TrainingRecord) -> list[tuple[str, str]]:
         rows.append(("validation data", _cell(training.val_source)))
     if training.threshold_source:
         rows.append(("threshold chosen by", _cell(training.threshold_source)))
+    if training.fake_labels:
+        rows.append(("labels of fake videos", _cell(training.fake_labels)))
     rows.append(("initial head", _cell(training.init_from) if training.init_from else "fresh (random init)"))
     if training.epochs_run is not None:
         best = f" (best: epoch {training.best_epoch})" if training.best_epoch is not None else ""

@@ -50,7 +50,7 @@ def _run_faces(args: argparse.Namespace) -> int:
 
     from stylefusion.config import StyleFusionConfig
     from stylefusion.faces import FaceCropper
-    from stylefusion.people import DEFAULT_MAX_PEOPLE, analyse_people
+    from stylefusion.people import analyse_people
 
     _positive(args)
     if args.model:
@@ -63,7 +63,7 @@ def _run_faces(args: argparse.Namespace) -> int:
         config = config.replace(num_frames=args.frames, clip_len=1)
     max_windows = args.max_windows or (32 if str(args.device).startswith("cuda") else 8)
     analysis = analyse_people(args.video, config, FaceCropper(config, device=args.device), max_windows,
-                              args.max_people or DEFAULT_MAX_PEOPLE)
+                              args.max_people or config.max_people)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     crops_of = {id(seg): track for seg, track in zip(analysis.judged, analysis.crops)}
@@ -155,8 +155,8 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
                    help="stretches analysed at most, spread evenly over a longer video (default: 8 on a "
                         "CPU, 32 on a GPU); each stretch is at most the checkpoint's window_s seconds")
     p.add_argument("--max-people", type=int, default=None,
-                   help="people judged at most per stretch, the most present ones (default 4); the others "
-                        "are listed")
+                   help="people judged at most per stretch, the most present ones (default: the checkpoint's "
+                        "max_people, 4; the head was trained and calibrated on that many); the others are listed")
 
 
 def _positive(args: argparse.Namespace) -> None:

@@ -54,6 +54,10 @@ RETIRED_FIELDS = frozenset({"style_batch_size", "min_face_ratio", "min_person_fr
 #: Input-quality limits of checkpoints whose training did not measure its data's crops (see the
 #: README's "Input quality" for the measurements on the shared clips behind them).
 QUALITY_DEFAULTS = {"min_face_px": 40.0, "min_sharpness": 0.04, "min_brightness": 35.0, "max_brightness": 195.0}
+#: Processing-history limits of checkpoints whose training did not measure its videos' history
+#: (:class:`stylefusion.history.HistoryLimits` explains each; measured on the shared clips and
+#: carphone, ``benchmarks/provenance_table.py``).
+HISTORY_DEFAULTS = {"max_h264_qp": 40.0, "min_bpp": 0.02, "min_recapture_score": 2}
 
 _short_repr = reprlib.Repr()
 _short_repr.maxlist = _short_repr.maxtuple = 8
@@ -179,6 +183,10 @@ class TrainingRecord:
     # Where the fake class came from: "" (labelled fakes) or "self-blend" (pseudo-fakes made from
     # the real videos by `stylefusion extract --self-blend`: trained on real videos only).
     pseudo_fakes: str = ""
+    # How the labels of fake videos were read (research.data.CachedFeatures.units): per segment
+    # (every judged person of a fake video fake), or multiple-instance (a fake video of several
+    # people as a bag, at least one fake); "" in records written before every person was judged.
+    fake_labels: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,6 +251,7 @@ class CalibrationRecord:
     ood_val_flagged: float | None = None  # share of val segments above it
     ood_train_segments: int = 0  # training segments the statistics were fitted on
     quality_source: str = ""  # where min_face_px, min_sharpness, min/max_brightness came from
+    history_source: str = ""  # where max_h264_qp, min_bpp, min_recapture_score came from
     ece_before: float | None = None  # expected calibration error (15 bins) on val segments
     ece_after: float | None = None
     brier_before: float | None = None
@@ -371,6 +380,10 @@ class StyleFusionConfig:
     # judged. 0: no face is required, and a window where nobody is tracked is judged on centre crops
     # (data without faces).
     min_person_s: float = param(1.0, lo=0.0, hi=3600.0, features=True)
+    # People judged at most per window: the longest spans (the others are listed, not judged).
+    # `detect` and `extract` both judge this many, so a head is trained and calibrated on every
+    # person inference answers for (a video's answer is the max over people x windows).
+    max_people: int = param(4, lo=1, hi=64, features=True)
 
     # --- content path (PyTorchVideo slow_r50 trunk, clips 3x16x112x112, 0.45/0.225)
     content_size: int = param(112, lo=32, hi=512, features=True)
@@ -422,10 +435,11 @@ class StyleFusionConfig:
     # Processing history of the file (stylefusion.history): an answer becomes `uncertain` (never
     # `unsupported`: p_fake is still given) when the file was re-encoded more coarsely than this (mean
     # H.264 quantiser; bits per pixel for other codecs) or shows this many signs of a screen
-    # recording. Documented defaults from the shared clips (benchmarks/provenance_table.py).
-    max_h264_qp: float = param(40.0, lo=0.0, hi=51.0)
-    min_bpp: float = param(0.02, lo=0.0, hi=100.0)
-    min_recapture_score: int = param(2, lo=1, hi=100)
+    # recording. Training sets them from its videos' histories (research.calibrate.history_limits_from);
+    # these documented defaults, from the shared clips, serve checkpoints without that.
+    max_h264_qp: float = param(HISTORY_DEFAULTS["max_h264_qp"], lo=0.0, hi=51.0)
+    min_bpp: float = param(HISTORY_DEFAULTS["min_bpp"], lo=0.0, hi=100.0)
+    min_recapture_score: int = param(HISTORY_DEFAULTS["min_recapture_score"], lo=1, hi=100)
 
     # --- provenance (honest outputs: an untrained head never yields fake/real)
     trained: bool = param(False)

@@ -46,7 +46,7 @@ from stylefusion.results import (
     DetectionResult, Label, SegmentResult, TimelineEntry, VideoFeatures, aggregate,
 )
 from stylefusion.transforms import content_clips, style_inputs
-from stylefusion.people import DEFAULT_MAX_PEOPLE, Analysis, NoJudgedPersonError, analyse_people, timed
+from stylefusion.people import Analysis, NoJudgedPersonError, analyse_people, timed
 from stylefusion.precision import PRECISIONS, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         """Stages 1-2 for a whole video: windows, frames, every person's track, judged segments' crops."""
         return analyse_people(path, self.config, self.cropper,
                               self.default_max_windows() if max_windows is None else max_windows,
-                              DEFAULT_MAX_PEOPLE if max_people is None else max_people,
+                              self.config.max_people if max_people is None else max_people,
                               {} if timings is None else timings, progress or _no_progress)
 
     def _features(self, crops: list[FaceTrack], timings: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,14 +373,18 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
 
     def extract_segments(self, path: str | Path, max_windows: int | None = None,
                          timings: dict[str, float] | None = None) -> list[VideoFeatures]:
-        """The longest judged span in each analysed window, through the front end ``detect`` runs
-        (:func:`stylefusion.people.analyse_people`, the same settings): what training reads.
+        """Every judged segment (each of the ``config.max_people`` longest spans of every analysed
+        window), through the front end ``detect`` runs (:func:`stylefusion.people.analyse_people`,
+        the same settings): what training reads and what calibration measures, so a head learns
+        from, and states its error rates for, exactly the segments inference judges.
 
-        One person per window (``max_people=1``): a labelled video's label is given to the person
-        longest on screen, as the datasets label videos, not people.
+        A labelled video's label belongs to the video, not to a person: ``stylefusion train``
+        gives it to every segment when one person is judged, and reads a fake video of several
+        people as a bag of which at least one is fake (the multiple-instance view,
+        :meth:`stylefusion.research.data.CachedFeatures.units`).
         """
         timings = {} if timings is None else timings
-        a = self.people(path, max_windows, 1, timings)
+        a = self.people(path, max_windows, None, timings)
         content, style = self._features(a.crops, timings)
         return [self._segment_features(a, i, content, style) for i in range(len(a.judged))]
 
@@ -483,7 +487,8 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
                 ``features``, ``verdict`` (and ``evidence`` when explaining).
             max_windows: windows analysed at most, spread evenly over a longer video (default 8 on
                 a CPU, 32 on a GPU).
-            max_people: people judged at most per window, the most present ones (default 4); the
+            max_people: people judged at most per window, the most present ones (default
+                ``config.max_people``, 4: the number the head was trained and calibrated on); the
                 others are listed with the reason.
             explain: also compute heatmaps (:meth:`explain`) of the deciding segment's
                 ``explain_frames`` most contributing frames. Per-frame contributions are always

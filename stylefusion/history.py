@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from stylefusion.config import HISTORY_DEFAULTS
+
 #: Consecutive frames decoded for the duplicate, border and quantiser measurements (about 2 s).
 DECODE_FRAMES = 61
 #: Frames among the decoded ones that the borders are measured on (evenly spaced).
@@ -96,9 +98,10 @@ RECAPTURE_SIGNS: dict[str, tuple[int, str]] = {
 class HistoryLimits:
     """The limits :func:`history_reasons` holds a video to.
 
-    The defaults are documented constants measured on the shared clips and carphone (see the module
-    docstring and ``benchmarks/provenance_table.py``); a checkpoint should carry limits from its own
-    training data (e.g. the 1st percentile of its training videos' ``bpp``) and pass them here.
+    The defaults (:data:`stylefusion.config.HISTORY_DEFAULTS`) are documented constants measured on
+    the shared clips and carphone (see the module docstring and ``benchmarks/provenance_table.py``);
+    a trained checkpoint carries limits from its own training videos
+    (:func:`stylefusion.research.calibrate.history_limits_from`) and the detector passes those.
 
     min_bpp: below this many bits per pixel per frame a video whose quantiser is unknown (not
         H.264) is heavily compressed. On the shared clips camera footage and ordinary re-encodes
@@ -114,9 +117,9 @@ class HistoryLimits:
     timestamp_jitter: coefficient of variation of the frame durations above which the rate is variable.
     """
 
-    min_bpp: float = 0.02
-    max_h264_qp: float = 40.0
-    min_recapture_score: int = 2
+    min_bpp: float = HISTORY_DEFAULTS["min_bpp"]
+    max_h264_qp: float = HISTORY_DEFAULTS["max_h264_qp"]
+    min_recapture_score: int = HISTORY_DEFAULTS["min_recapture_score"]
     duplicate_fraction: float = 0.3
     border_fraction: float = 0.01
     timestamp_jitter: float = 0.1

@@ -10,7 +10,7 @@ Steps, each a module with ``add_<name>_arguments(parser)`` / ``run_<name>(args)`
 - :mod:`.datasets` — official layouts (FaceForensics++, Celeb-DF v2, DFDC, real/fake folders)
   → one manifest (video_id, path, label, split, dataset, method); the record, its files and the
   one ``counts`` function live in :mod:`.manifest`.
-- :mod:`.cache` — one safetensors file per video with its segments' features (its most present
+- :mod:`.cache` — one safetensors file per video with its segments' features (every judged
   person in each analysed window) and the provenance that decides whether the entry can be reused;
   :mod:`.data` loads a cache's entries as tensors for training, one sample per segment.
 - :mod:`.extract` — manifest → cache, resumable, sharded across ``torchrun`` ranks.

@@ -2,7 +2,7 @@
 
 Extraction is the expensive step (the report: ~25 s per video on a cluster GPU), so its output is
 kept per video under ``<cache>/real/`` and ``<cache>/fake/``. An entry holds the video's S
-**segments**: its most present person's T crops in each analysed window (what
+**segments**: every judged person's T crops in each analysed window (what
 ``StyleFusionDetector.extract_segments`` returns, the segments inference judges), stacked:
 
     content [S, C, Dc] f32 · style [S, T, L, Ds] f32 · source_indices [S, T] i64 ·
@@ -238,6 +238,19 @@ def video_fingerprint(path: str | Path) -> dict[str, str]:
             "video_sha256_headtail": h.hexdigest()}
 
 
+def history_summary(path: str | Path) -> str:
+    """The file's processing history as a cache header stores it: JSON of ``codec``, ``bpp``,
+    ``mean_qp`` and ``recapture_score`` (:func:`stylefusion.history.measure_history`); "" when
+    nothing could be measured. Not part of the reuse rule: it does not change the features."""
+    from stylefusion.history import measure_history
+
+    h = measure_history(path)
+    if h.bpp is None and h.mean_qp is None and not h.frames_decoded:
+        return ""
+    d = h.to_dict()
+    return json.dumps({k: d[k] for k in ("codec", "bpp", "mean_qp", "recapture_score")}, sort_keys=True)
+
+
 def fingerprint_matches(path: str | Path, fingerprint: Mapping[str, str]) -> bool:
     """True when the video looks unchanged since ``fingerprint`` was taken (stat first, hash if needed)."""
     try:
@@ -282,6 +295,10 @@ class EntryHeader:
     segments: int = 0  # S: stacked segments (0 for an invalid entry)
     precision: str = ""  # "fp32" / "bf16": the extractors' precision (detector.precision); "" if unknown
     synthesis: str = ""  # self-blend settings (JSON) of a pseudo-fake; "" for a video's own crops
+    # The file's processing history (stylefusion.history, :func:`history_summary`: codec, bits per
+    # pixel, mean H.264 quantiser, recapture score) as JSON; "" when not measured. Training takes
+    # the checkpoint's history limits from it, as it takes the quality limits from the crops.
+    history: str = ""
 
     def to_metadata(self) -> dict[str, str]:
         meta = {"format": CACHE_FORMAT, "valid": "1" if self.valid else "0", "reason": self.reason,
@@ -300,6 +317,8 @@ class EntryHeader:
             meta["face_found_ratio"] = f"{self.face_found_ratio:.6f}"
         if self.synthesis:  # absent for plain entries: their headers stay as before
             meta["synthesis"] = self.synthesis
+        if self.history:
+            meta["history"] = self.history
         return meta
 
     @classmethod
@@ -337,7 +356,8 @@ class EntryHeader:
                        face_found_ratio=optional("face_found_ratio", float), window_s=window_s,
                        max_windows=optional("max_windows", int), duration=duration,
                        num_windows=optional("num_windows", int), segments=segments,
-                       precision=meta.get("precision", ""), synthesis=meta.get("synthesis", ""))
+                       precision=meta.get("precision", ""), synthesis=meta.get("synthesis", ""),
+                       history=meta.get("history", ""))
         except KeyError as exc:
             raise ValueError(f"header lacks {exc}") from None
 
@@ -571,14 +591,14 @@ class FeatureCache:
     @staticmethod
     def _header(record: ManifestRecord, key: FeatureKey, fingerprint: dict[str, str], valid: bool,
                 reason: str = "", face_found_ratio: float | None = None, duration: float | None = None,
-                num_windows: int | None = None, segments: int = 0) -> EntryHeader:
+                num_windows: int | None = None, segments: int = 0, history: str = "") -> EntryHeader:
         if key.window_s is None:
             raise ValueError("entries are written with the window_s they were cut with, not window_s=None")
         return EntryHeader(record, valid, reason, dict(fingerprint), key.backbone_sha256,
                            key.preprocessing_sha256, dict(key.checkpoint), key.model_ref,
                            time.strftime("%Y-%m-%dT%H:%M:%S%z"), face_found_ratio, float(key.window_s),
                            key.max_windows, duration, num_windows, segments,
-                           str(key.checkpoint.get("precision") or ""), key.synthesis or "")
+                           str(key.checkpoint.get("precision") or ""), key.synthesis or "", history)
 
     def _write(self, tensors: dict[str, torch.Tensor], header: EntryHeader) -> Path:
         from safetensors.torch import save
@@ -604,19 +624,20 @@ class FeatureCache:
     def write(self, record: ManifestRecord, key: FeatureKey,
               segments: "VideoSegments | Sequence[VideoFeatures] | VideoFeatures",
               fingerprint: dict[str, str] | None = None, *, duration: float | None = None,
-              num_windows: int | None = None) -> Path:
+              num_windows: int | None = None, history: str = "") -> Path:
         """Store a video's segments (at least one; fingerprint taken now unless given).
 
         ``duration`` (seconds, ``VideoReader.duration``) and ``num_windows`` (its windows at
         ``key.window_s``) are recorded for :func:`windows_match` and for ``train``'s ``window_s``;
-        without them only the same ``window_s`` reuses the entry.
+        without them only the same ``window_s`` reuses the entry. ``history``: the file's
+        :func:`history_summary` (JSON), for the checkpoint's history limits.
         """
         fingerprint = fingerprint or video_fingerprint(record.path)
         stack = segments if isinstance(segments, VideoSegments) else VideoSegments.stack(segments)
         if not len(stack):
             raise ValueError(f"{record.video_id}: no segment to store (record it with write_invalid)")
         header = self._header(record, key, fingerprint, True, face_found_ratio=stack.face_found_ratio,
-                              duration=duration, num_windows=num_windows, segments=len(stack))
+                              duration=duration, num_windows=num_windows, segments=len(stack), history=history)
         return self._write(stack.tensors(), header)
 
     def write_invalid(self, record: ManifestRecord, key: FeatureKey, reason: str,

@@ -7,7 +7,10 @@ validation split unless said otherwise:
 
 1. **Temperature scaling** (Guo et al. 2017): one scalar ``T`` minimising the negative
    log-likelihood of ``sigmoid(logit / T)`` on the validation segments (scipy's bounded scalar
-   minimiser on ``log T``). It keeps the ranking, so AUC and the conformal sets are unchanged.
+   minimiser on ``log T``). Segment-level steps (1, 3, 6) read the segments whose own label is
+   known, and of each fake video of several judged people (a multiple-instance bag: at least one
+   of them is fake) its most suspicious segment, the one the video's answer is
+   (:meth:`stylefusion.research.data.CachedFeatures.instances`). It keeps the ranking, so AUC and the conformal sets are unchanged.
 2. **Threshold** by ``config.threshold_policy`` on validation *videos* (a video's p_fake is the
    max over its segments, the verdict rule): ``fpr:R`` puts it just above the real videos' scores
    so that at most a share R of them is called fake (:func:`threshold_at_fpr`), ``youden`` maximises
@@ -28,7 +31,10 @@ validation split unless said otherwise:
    Mahalanobis distances.
 5. **Input quality**: the training segments' face size and sharpness (1st percentiles) and
    brightness (1st and 99th), where the cache measured at least 100 of them; else the documented
-   defaults (:data:`stylefusion.config.QUALITY_DEFAULTS`).
+   defaults (:data:`stylefusion.config.QUALITY_DEFAULTS`). Likewise the **processing-history
+   limits** from the training videos' histories (:func:`history_limits_from`: 99th percentile of
+   the H.264 quantiser, 1st of bits per pixel, the recapture score 99% stay under), where at least
+   100 videos were measured; else :data:`stylefusion.config.HISTORY_DEFAULTS`.
 6. **Metrics before and after**: expected calibration error (15 equal-width bins of p_fake, the
    gap between the mean p_fake and the share of fakes in each, weighted by the bin's size) and the
    Brier score, on validation segments.
@@ -36,9 +42,10 @@ validation split unless said otherwise:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -261,6 +268,69 @@ def quality_limits_from(quality: torch.Tensor | np.ndarray, config: StyleFusionC
                     f"face size, sharpness and brightness, {_ordinal(QUALITY_HIGH)} of brightness")
 
 
+#: Fewer training videos with a measured processing history than this give no usable percentile:
+#: the documented defaults are kept (as for the quality limits).
+HISTORY_MIN_VIDEOS = 100
+
+
+def history_limits_from(records: list[dict[str, str]]) -> tuple[dict[str, float | int], str]:
+    """Processing-history limits from the training videos' histories (the cache headers'
+    ``history``, :func:`stylefusion.research.cache.history_summary`), and where they came from.
+
+    As the quality limits are: what 99% of the training videos pass. ``max_h264_qp``: the 99th
+    percentile of the mean quantiser of the H.264 videos; ``min_bpp``: the 1st percentile of bits
+    per pixel; ``min_recapture_score``: one above the 99th percentile of the recapture scores, and
+    never below the documented default (one weak sign, such as a 23.67 fps rate, is common in camera
+    footage). A limit whose videos are fewer than :data:`HISTORY_MIN_VIDEOS` keeps its default.
+    Each file counts once (a self-blended pseudo-fake shares its real video's file).
+    """
+    from stylefusion.config import HISTORY_DEFAULTS
+
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        text = r.get("history") or ""
+        if not text or r.get("path", "") in seen:
+            continue
+        try:
+            h = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(h, dict):
+            seen[r.get("path", str(len(seen)))] = h
+    limits: dict[str, float | int] = dict(HISTORY_DEFAULTS)
+    qp = [float(h["mean_qp"]) for h in seen.values() if h.get("codec") == "h264" and isinstance(h.get("mean_qp"), (int, float))]
+    bpp = [float(h["bpp"]) for h in seen.values() if isinstance(h.get("bpp"), (int, float))]
+    score = [int(h["recapture_score"]) for h in seen.values() if isinstance(h.get("recapture_score"), int)]
+    parts, kept = [], []
+    n = HISTORY_MIN_VIDEOS
+    if len(qp) >= n:
+        limits["max_h264_qp"] = round(float(np.percentile(qp, QUALITY_HIGH)), 3)
+        parts.append(f"{_ordinal(QUALITY_HIGH)} percentile of the mean H.264 quantiser of {len(qp)} videos")
+    else:
+        kept.append(f"max_h264_qp ({len(qp)} H.264 videos measured)")
+    if len(bpp) >= n:
+        limits["min_bpp"] = round(float(np.percentile(bpp, QUALITY_LOW)), 6)
+        parts.append(f"{_ordinal(QUALITY_LOW)} percentile of bits per pixel of {len(bpp)} videos")
+    else:
+        kept.append(f"min_bpp ({len(bpp)} videos measured)")
+    if len(score) >= n:
+        limits["min_recapture_score"] = max(int(HISTORY_DEFAULTS["min_recapture_score"]),
+                                            int(math.floor(np.percentile(score, QUALITY_HIGH))) + 1)
+        parts.append(f"recapture score above the {_ordinal(QUALITY_HIGH)} percentile of {len(score)} videos "
+                     f"(at least {HISTORY_DEFAULTS['min_recapture_score']})")
+    else:
+        kept.append(f"min_recapture_score ({len(score)} videos measured)")
+    if not parts:
+        why = ("the training cache records no processing history (extracted before it was measured; extract "
+               "again to record it)" if not seen else
+               f"{len(seen)} training videos with a measured history are too few (at least {n} are needed)")
+        return limits, f"documented defaults: {why}"
+    source = "training videos: " + "; ".join(parts)
+    if kept:
+        source += f"; documented defaults for {', '.join(kept)}, fewer than {n}"
+    return limits, source
+
+
 # ----------------------------------------------------------------------------------------------
 # all of it
 # ----------------------------------------------------------------------------------------------
@@ -274,10 +344,13 @@ class Calibration:
     quality_limits: dict[str, float]  # config fields min_face_px, min_sharpness, min/max_brightness
     ood_state: dict[str, torch.Tensor]  # "ood.mean", "ood.precision"
     val_p_fake: np.ndarray  # per val video, calibrated (max over its segments)
+    #: config fields max_h264_qp, min_bpp, min_recapture_score (from the training videos' histories)
+    history_limits: dict[str, float | int] = field(default_factory=dict)
 
     def config_changes(self) -> dict[str, Any]:
         """The config fields this calibration sets (``config.replace(**changes)``)."""
-        return {"threshold": float(self.threshold), "calibration": self.record, **self.quality_limits}
+        return {"threshold": float(self.threshold), "calibration": self.record, **self.quality_limits,
+                **self.history_limits}
 
 
 @torch.no_grad()
@@ -343,7 +416,11 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     head.eval()
     val_logits, val_emb = head_outputs(head, val.content, val.style)
     seg_labels = val.labels.numpy().astype(int)
-    temperature = fit_temperature(val_logits, seg_labels)
+    # Segment-level fits read only segments whose own label is known, and of a fake video of
+    # several people (a multiple-instance bag) its most suspicious segment, the one its answer is.
+    inst = val.instances(val_logits)
+    inst_labels = seg_labels[inst]
+    temperature = fit_temperature(val_logits[inst], inst_labels)
     p_raw, p_cal = sigmoid(val_logits), sigmoid(val_logits / temperature)
 
     v_labels = val.video_labels.numpy().astype(int)
@@ -352,8 +429,8 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     tpr, fpr = rates_at(v_labels, v_p, threshold)
 
     real_quantiles, by_segments = unit_rates(c, val, seg_labels, p_cal)
-    quantile = conformal_quantile(lac_scores(seg_labels, p_cal), c.conformal_alpha)
-    cover = coverage(seg_labels, p_cal, quantile)
+    quantile = conformal_quantile(lac_scores(inst_labels, p_cal[inst]), c.conformal_alpha)
+    cover = coverage(inst_labels, p_cal[inst], quantile)
 
     _, train_emb = head_outputs(head, train.content, train.style)
     mean, precision = fit_density(EmbeddingDensity.features(train_emb, train.content, train.style))
@@ -364,14 +441,16 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     ood_threshold = float(np.percentile(val_ood, OOD_PERCENTILE))
 
     limits, quality_source = quality_limits_from(train.quality, c)
+    history_limits, history_source = history_limits_from(train.records)
     record = CalibrationRecord(
         temperature=temperature, val_tpr=tpr, val_fpr=fpr,
         val_videos={"real": int((v_labels == 0).sum()), "fake": int((v_labels == 1).sum())},
-        conformal_quantile=quantile, conformal_n=len(seg_labels), coverage_val=cover,
+        conformal_quantile=quantile, conformal_n=len(inst), coverage_val=cover,
         ood_threshold=ood_threshold, ood_percentile=OOD_PERCENTILE, ood_val_flagged=float((val_ood > ood_threshold).mean()),
-        ood_train_segments=len(train_emb), quality_source=quality_source,
-        ece_before=expected_calibration_error(seg_labels, p_raw), ece_after=expected_calibration_error(seg_labels, p_cal),
-        brier_before=brier_score(seg_labels, p_raw), brier_after=brier_score(seg_labels, p_cal),
+        ood_train_segments=len(train_emb), quality_source=quality_source, history_source=history_source,
+        ece_before=expected_calibration_error(inst_labels, p_raw[inst]),
+        ece_after=expected_calibration_error(inst_labels, p_cal[inst]),
+        brier_before=brier_score(inst_labels, p_raw[inst]), brier_after=brier_score(inst_labels, p_cal[inst]),
         real_segment_quantiles=real_quantiles, val_by_segments=by_segments)
     band = conformal_band(quantile, threshold)
     logger.info("calibration: temperature %.3f (ECE %.4f -> %.4f), threshold %.4f (%s; val TPR %s FPR %s), "
@@ -379,7 +458,7 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
                 record.ece_before, record.ece_after, threshold, threshold_source, tpr, fpr, quantile, cover,
                 band[0], band[1], ood_threshold)
     return Calibration(record, threshold, threshold_source, limits,
-                       {"ood.mean": mean, "ood.precision": precision}, v_p)
+                       {"ood.mean": mean, "ood.precision": precision}, v_p, history_limits)
 
 
 __all__ = ["Calibration", "ECE_BINS", "OOD_PERCENTILE", "UNIT_QUANTILES", "real_segment_quantiles", "unit_rates", "brier_score", "calibrate_head", "choose_threshold",

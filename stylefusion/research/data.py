@@ -1,10 +1,18 @@
 """A whole feature cache in memory, for training and evaluation: one sample per segment.
 
-A cache entry holds one video's segments (its most present person's T crops in each analysed
+A cache entry holds one video's segments (every judged person's T crops in each analysed
 window); here every segment becomes a sample, and each sample keeps which video it came from
 (``video_index`` into ``records``, one record per video), so training splits by video and
 evaluation scores a video as the max over its segments (the verdict rule: a fake anywhere makes
 the video fake; :func:`stylefusion.research.metrics.video_max`).
+
+A video's label belongs to the video, not to one of its people (no supported dataset says which
+face of a fake video is the swapped one; DFDC has two-person fakes with one face swapped), so
+training reads labels as the datasets allow (:meth:`CachedFeatures.units`): each segment of a
+real video is a real sample; so is each segment of a fake video with one judged person, or of a
+self-blended pseudo-fake (every judged face blended), a fake sample; a fake video of several
+people is one *multiple-instance bag* (at least one of its people is fake, the others may not
+be), scored by the max over its segments, the detector's own verdict rule.
 
 Training draws batches by index from stacked tensors, so an epoch is pure head compute; the cache
 is read once, through :class:`stylefusion.research.cache.FeatureCache` (the one reader of entries,
@@ -23,6 +31,49 @@ import torch
 
 from stylefusion.research.cache import CacheCorruptionWarning, CacheError, FeatureCache, FeatureKey
 from stylefusion.research.metrics import video_max
+
+
+#: The manifest ``method`` of self-blended pseudo-fakes: every judged face of one is blended.
+SELF_BLEND_METHOD = "self-blend"
+
+
+@dataclass
+class Units:
+    """Training units of a :class:`CachedFeatures`: a segment of known label, or a bag of segments.
+
+    Unit ``u`` is the segments ``segments[ptr[u]:ptr[u + 1]]`` with label ``labels[u]``; a unit of
+    more than one segment is a multiple-instance bag (a fake video of several people) whose score
+    is the max over its segments. ``known`` [N] marks the segments whose own label is known.
+    """
+
+    segments: torch.Tensor  # [N] int64, the segments grouped by unit
+    ptr: torch.Tensor  # [U + 1] int64
+    labels: torch.Tensor  # [U] float32
+    known: torch.Tensor  # [N] bool, by segment index
+    bags: int  # units that are bags
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.ptr[1:] - self.ptr[:-1]
+
+    def expand(self, units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(segment indices [M], owner [M]: position in ``units`` of each) of the given units."""
+        units = units.cpu()
+        lengths = self.lengths[units]
+        owner = torch.repeat_interleave(torch.arange(len(units)), lengths)
+        starts = torch.repeat_interleave(self.ptr[units], lengths)
+        offset = torch.arange(len(owner)) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        return self.segments[starts + offset], owner
+
+    def describe(self) -> str:
+        """How the labels were read, in words (the training record's ``fake_labels``)."""
+        if not self.bags:
+            return "per segment: every judged person of a fake video was fake (one person, or self-blended)"
+        return (f"multiple-instance: {self.bags} fake videos of several judged people were bags scored by the max "
+                "over their segments (at least one person fake); other segments kept their video's label")
 
 
 @dataclass
@@ -87,6 +138,50 @@ class CachedFeatures:
         first = np.ones(len(order), bool)
         first[1:] = vid[order][1:] != vid[order][:-1]
         return order[first]
+
+    def units(self) -> Units:
+        """The training units (module docstring): a real video's segments one by one; a fake
+        video's one by one when its label is every segment's (one judged person, or a
+        self-blended pseudo-fake); otherwise the fake video as one bag. Units in segment order."""
+        n_people = [len(set(p)) for p in self._people_per_video()]
+        vid = self.video_index
+        video_known = torch.tensor([int(r["label"]) == 0 or r.get("method") == SELF_BLEND_METHOD or n_people[v] <= 1
+                                    for v, r in enumerate(self.records)], dtype=torch.bool)
+        known = video_known[vid] if len(vid) else torch.zeros(0, dtype=torch.bool)
+        groups: list[list[int]] = []
+        labels: list[float] = []
+        bag_of: dict[int, int] = {}  # video -> its unit
+        for i, v in enumerate(vid.tolist()):
+            if bool(known[i]):
+                groups.append([i])
+                labels.append(float(self.labels[i]))
+            elif v in bag_of:
+                groups[bag_of[v]].append(i)
+            else:  # the bag takes the place of its first segment
+                bag_of[v] = len(groups)
+                groups.append([i])
+                labels.append(1.0)
+        ptr = np.cumsum([0] + [len(g) for g in groups])
+        return Units(torch.tensor([i for g in groups for i in g], dtype=torch.long), torch.from_numpy(ptr).long(),
+                     torch.tensor(labels, dtype=torch.float32), known, bags=len(bag_of))
+
+    def _people_per_video(self) -> list[list[int]]:
+        people: list[list[int]] = [[] for _ in self.records]
+        for v, p in zip(self.video_index.tolist(), self.person.tolist()):
+            people[v].append(p)
+        return people
+
+    def instances(self, scores: np.ndarray | torch.Tensor) -> np.ndarray:
+        """[K] segment indices whose label can be scored one by one: the segments of known label,
+        and of each bag its witness, the segment with the highest ``scores`` (the one its max is;
+        the multiple-instance view of a segment-level fit such as temperature or conformal)."""
+        u = self.units()
+        s = np.asarray(torch.as_tensor(scores).detach().cpu().numpy(), dtype=np.float64)
+        picks = []
+        for k in range(len(u)):
+            segs = u.segments[u.ptr[k]:u.ptr[k + 1]].numpy()
+            picks.append(segs if len(segs) == 1 else segs[[int(np.argmax(s[segs]))]])
+        return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
 
     def subset(self, index: Sequence[int] | torch.Tensor) -> "CachedFeatures":
         """The given segments (in that order); ``records`` keeps the videos they belong to."""

@@ -14,7 +14,7 @@ the figures (PNG and interactive HTML) beside them.
 perturbation (:mod:`stylefusion.perturb`, :mod:`stylefusion.research.robustness`), writing
 ``robustness.json`` and the heatmap beside the report; perturbed copies are temporary files.
 
-The head scores segments (a video's most present person in each analysed window, as the cache
+The head scores segments (every judged person in each analysed window of a video, as the cache
 holds them); every metric is per video, whose ``p_fake`` is the max over its segments — the
 detector's verdict rule, a fake anywhere makes the video fake. ``predictions.csv`` has one row per
 video (with the window of its most suspicious segment), ``segments.csv`` one row per segment; the
@@ -300,7 +300,7 @@ def markdown_report(report: dict[str, Any]) -> str:
              f"`{str(report['model'].get('weights_sha256', ''))[:12]}`), threshold {report['threshold']:.4f} "
              f"({report['training'].get('threshold_source') or 'from the checkpoint config'}).",
              f"Cache: `{report['cache']}`; {m['n']} videos ({m['n_real']} real, {m['n_fake']} fake), "
-             f"{report.get('segments', m['n'])} segments (a video's most present person in each window of "
+             f"{report.get('segments', m['n'])} segments (every judged person in each window of "
              f"{report.get('window_s', 0):g} s); a video's p_fake is the max over its segments.", ""]
     if not report["trained"]:
         parts += ["**The checkpoint's head is untrained: these numbers are not a detector's.**", ""]

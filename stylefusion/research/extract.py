@@ -2,9 +2,10 @@
 
 The expensive step of the pipeline (windows → frames → people → content/style features) runs here
 once per video; training and evaluation then read the cache. A video's features are what
-inference judges: its most present person's segment in each analysed window
-(``StyleFusionDetector.extract_segments``), all stored in the video's one entry with the window
-and person of each segment and the video's duration (``train`` sets ``window_s`` from it).
+inference judges: every judged person's segment in each analysed window (the ``max_people``
+longest spans, ``StyleFusionDetector.extract_segments``), all stored in the video's one entry with
+the window and person of each segment and the video's duration (``train`` sets ``window_s`` from
+it; it reads a fake video of several people as a multiple-instance bag).
 Design choices:
 
 - **Resumable.** Before any work, every manifest row is checked against the cache (a ``stat`` and
@@ -48,7 +49,8 @@ from typing import Any, Sequence
 
 from stylefusion.errors import StyleFusionError
 from stylefusion.research._cli import add_threads_argument, torch_threads
-from stylefusion.research.cache import NO_SEGMENT_REASON, Action, FeatureCache, FeatureKey, video_fingerprint
+from stylefusion.research.cache import (NO_SEGMENT_REASON, Action, FeatureCache, FeatureKey, history_summary,
+                                       video_fingerprint)
 from stylefusion.research.manifest import SPLITS, ManifestRecord, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -131,10 +133,12 @@ class _Scan:
     duration: float | None = None
     num_windows: int | None = None
     error: str = ""  # why the video cannot be extracted ("" when it can be tried)
+    history: str = ""  # cache.history_summary: the file's processing history, for train's limits
 
 
 def _scan(path: str, window_s: float, max_frame_side: int) -> _Scan:
-    """Fingerprint, duration and window count of a video (a demux scan, no decoding)."""
+    """Fingerprint, duration and window count of a video (a demux scan), and its processing
+    history (bits per pixel, quantiser, signs of a screen recording: a few decoded frames)."""
     from stylefusion.video import VideoReader
 
     try:
@@ -143,12 +147,17 @@ def _scan(path: str, window_s: float, max_frame_side: int) -> _Scan:
         return _Scan(error=f"cannot read file ({exc.strerror or exc})")
     try:
         with VideoReader(path, max_frame_side=max_frame_side) as reader:
-            return _Scan(fingerprint, reader.duration, len(reader.windows(window_s)))
+            duration, n = reader.duration, len(reader.windows(window_s))
     except StyleFusionError as exc:  # VideoReadError: the video's fault, the same reason extraction gives
         return _Scan(fingerprint, error=getattr(exc, "reason", None) or str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a window_s cutting too many windows
         logger.warning("%s: cannot scan the video", path, exc_info=True)
         return _Scan(fingerprint, error=f"{type(exc).__name__}: {exc}")
+    try:
+        return _Scan(fingerprint, duration, n, history=history_summary(path))
+    except Exception:  # noqa: BLE001 - the history is informative: its failure costs only the limits
+        logger.warning("%s: cannot measure the processing history", path, exc_info=True)
+        return _Scan(fingerprint, duration, n)
 
 
 def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, cache_dir: str | Path, *,
@@ -156,7 +165,7 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
             world_size: int | None = None, retry_failed: bool = False, progress: bool = True,
             revision: str | None = None, max_windows: int = MAX_WINDOWS, precision: str = "auto",
             self_blend: bool = False, self_blend_settings: Any = None) -> ExtractSummary:
-    """Extract this rank's share of a manifest into ``cache_dir``: per video, its most present
+    """Extract this rank's share of a manifest into ``cache_dir``: per video, every judged
     person's segment in each analysed window (at most ``max_windows``), in one entry.
 
     Args:
@@ -258,7 +267,7 @@ def extract(manifest: str | Path | Sequence[ManifestRecord], model: str | Any, c
                 reason = f"self-blend: {reason}"
             if segments:
                 cache.write(rec, key_of(rec), segments, info.fingerprint, duration=info.duration,
-                            num_windows=info.num_windows)
+                            num_windows=info.num_windows, history=info.history)
             else:
                 logger.warning("%s: recorded as failed (%s)", rec.video_id, reason)
                 cache.write_invalid(rec, key_of(rec), reason, info.fingerprint, duration=info.duration,
@@ -285,7 +294,7 @@ class _FrontEnd:
     def _analysis(self, path: str) -> Any:
         if self._last is None or self._last[0] != path:
             self._last = None
-            self._last = (path, self.det.people(path, self.max_windows, 1))
+            self._last = (path, self.det.people(path, self.max_windows))  # config.max_people, as detect
         return self._last[1]
 
     def _features(self, a: Any) -> list:

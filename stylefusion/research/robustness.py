@@ -6,8 +6,8 @@ detector (``StyleFusionDetector.detect``: decoding, people, faces, features, the
 every video after the perturbation, because compression or blur act on face finding and quality
 checks as much as on the features. Design choices:
 
-- **Judged as ``evaluate`` judges the cache**: each analysed window's most present person
-  (``extract_segments``), the head, and the detector's rule per segment, the video answered by its
+- **Judged as ``evaluate`` judges the cache**: every judged person of each analysed
+  window (``extract_segments``), the head, and the detector's rule per segment, the video answered by its
   most suspicious segment; the clean cell is thus the clean evaluation redone from the files.
 - **Perturbed copies are temporary files**, written per video and cell into a scratch folder
   (lossless H.264, :func:`stylefusion.perturb.perturb_video`) and deleted after that video is
@@ -129,7 +129,7 @@ def probe(path: str | Path) -> dict[str, Any]:
 
 def _judge(det: Any, path: str | Path, max_windows: int | None) -> Outcome:
     """One video as ``evaluate`` judges a cached one, but from the (perturbed) file: the front end
-    and the extractors (``extract_segments``: each analysed window's most present person), the
+    and the extractors (``extract_segments``: every judged person of each analysed window), the
     head, then the detector's rule per segment (:func:`stylefusion.decision.decide`: quality,
     out of domain, band, threshold) and the video's most suspicious answer. ``p_fake`` (max over
     segments, calibrated) is kept even when the rule abstains, so the AUC measures the scores and

@@ -14,8 +14,14 @@ Recipe (the report, "Training" section; defaults here where it names no value):
   same weighting so early stopping watches the objective being optimised;
 - TensorBoard scalars (loss, accuracy, AUC, lr) and a ``training_history.json`` for the figures.
 
-Samples are segments (a video's most present person in one window, what inference judges; see
-:mod:`stylefusion.research.extract`): the loss, mixup and ``pos_weight`` count segments. Videos
+Samples are segments (every judged person in each analysed window, what inference judges; see
+:mod:`stylefusion.research.extract`), read as the datasets label them
+(:meth:`stylefusion.research.data.CachedFeatures.units`): a segment whose own label is known (a
+real video's; a fake video's with one judged person; a self-blended pseudo-fake's) is one unit; a
+fake video of several people is one multiple-instance bag whose logit is the max over its
+segments, as the detector answers a video. The loss, mixup (between single segments; a bag is
+left unmixed) and ``pos_weight`` count units; the record's ``fake_labels`` says which view was
+used. Videos
 are the unit everywhere else: the validation split (and a val carved from train) takes whole
 videos, so a video's segments never straddle train and val; validation accuracy and AUC, the
 calibrated threshold and the recorded val metrics score each video by the max over its segments
@@ -71,13 +77,11 @@ from stylefusion.config import PRESETS, TrainingRecord, preset_config
 from stylefusion.errors import StyleFusionError
 from stylefusion.research._cli import add_threads_argument, torch_threads
 from stylefusion.research.cache import FeatureKey, recorded_model, windows_match
-from stylefusion.research.data import CachedFeatures, load_features
+from stylefusion.research.data import SELF_BLEND_METHOD, CachedFeatures, Units, load_features
 from stylefusion.research.manifest import counts
 from stylefusion.research.calibrate import calibrate_head
 from stylefusion.research.metrics import HISTORY_NAME, binary_metrics, predict_logits, video_max
 
-#: The manifest ``method`` of self-blended pseudo-fakes (``stylefusion extract --self-blend``).
-SELF_BLEND_METHOD = "self-blend"
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +348,8 @@ def train(opts: TrainOptions) -> TrainResult:
                              epochs_run=len(history), val_metrics=val_metrics, threshold_source=threshold_source,
                              window_s=window_s, window_source=window_source,
                              segments={"train": counts(tr.labels.tolist()), "val": counts(va.labels.tolist())},
-                             methods=sorted({r["method"] for r in tr.records if int(r["label"]) == 1}))
+                             methods=sorted({r["method"] for r in tr.records if int(r["label"]) == 1}),
+                             units=tr.units())
     out = Path(opts.out)
     # The history first: the checkpoint names it, so it must exist before the checkpoint does.
     atomic_write(out / HISTORY_NAME, json.dumps({
@@ -369,23 +374,35 @@ def train(opts: TrainOptions) -> TrainResult:
                        time.perf_counter() - t_start, cal.record)
 
 
+def bag_logits(logits: torch.Tensor, owner: torch.Tensor, units: int) -> torch.Tensor:
+    """[units]: the max of the segment ``logits`` [M] of each unit (``owner`` [M]: the unit of
+    each); a unit of one segment keeps its logit. The max is the detector's verdict rule, and its
+    gradient reaches the bag's most suspicious segment (the multiple-instance view)."""
+    if len(owner) == units:  # no bag: the identity, kept exact
+        return logits
+    out = torch.full((units,), -torch.inf, dtype=logits.dtype, device=logits.device)
+    return out.scatter_reduce(0, owner, logits, reduce="amax", include_self=True)
+
+
 def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
              opts: TrainOptions) -> tuple[BestEpoch, list[dict[str, float]]]:
     """The training loop (the recipe of the module docstring) with early stopping on val loss.
 
-    Trains ``head`` on the device it is on, one sample per segment; the val loss is the segments'
-    mean, val accuracy and AUC are the videos' (max over segments, at 0.5). TensorBoard scalars go
+    Trains ``head`` on the device it is on, one sample per unit (a segment, or a fake video's bag:
+    :meth:`CachedFeatures.units`); the val loss is the val units' mean, val accuracy and AUC are the videos' (max over segments, at 0.5). TensorBoard scalars go
     to ``opts.logdir`` (default ``<opts.out>/runs``). Returns the best epoch (its weights, not
     loaded into ``head``) and one history row per epoch run.
     """
     device = next(head.parameters()).device
-    xc, xs, y = train.content.to(device), train.style.to(device), train.labels.to(device)
-    vc, vs, vy = val.content.to(device), val.style.to(device), val.labels.to(device)
+    xc, xs = train.content.to(device), train.style.to(device)
+    vc, vs = val.content.to(device), val.style.to(device)
+    units, v_units = train.units(), val.units()
+    y, vy = units.labels.to(device), v_units.labels.to(device)
     v_index, v_count, v_labels = val.video_index.numpy(), val.num_videos, val.video_labels.numpy()
     n_fake = int(y.sum().item())
     n_real = len(y) - n_fake
     if n_fake == 0 or n_real == 0:
-        raise TrainError(f"{opts.cache}: train split has {n_real} real and {n_fake} fake segments "
+        raise TrainError(f"{opts.cache}: train split has {n_real} real and {n_fake} fake segments or bags "
                          f"({train.num_videos} videos); both classes are needed")
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_real / n_fake, device=device))
     optimizer = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
@@ -402,9 +419,11 @@ def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
     n, bs = len(y), opts.batch_size
     n_batches = math.ceil(n / bs)
     best = BestEpoch(0, math.inf, copy.deepcopy(head.state_dict()))
+    v_seg, v_owner = v_units.expand(torch.arange(len(v_units)))
     history: list[dict[str, float]] = []
-    logger.info("training on %d segments (%d real, %d fake) of %d videos, validating on %d segments of %d "
-                "videos; %d batches per epoch", n, n_real, n_fake, train.num_videos, len(vy), v_count, n_batches)
+    logger.info("training on %d units (%d real, %d fake; %d of them multiple-instance bags) from %d segments of %d "
+                "videos, validating on %d segments of %d videos; %d batches per epoch", n, n_real, n_fake, units.bags,
+                len(train), train.num_videos, len(val), v_count, n_batches)
     try:
         for epoch in range(opts.epochs):
             t_epoch = time.perf_counter()
@@ -414,10 +433,20 @@ def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
             loss_sum = correct = 0.0
             for b in range(n_batches):
                 idx = perm[b * bs:(b + 1) * bs]
-                bc, bst, by = xc[idx], xs[idx], y[idx]
+                seg, owner = units.expand(idx)
+                seg, owner = seg.to(device), owner.to(device)
+                bc, bst, by = xc[seg], xs[seg], y[idx]
                 if opts.mixup_alpha > 0 and len(idx) > 1 and rng.random() < opts.mixup_prob:
-                    bc, bst, by = _mixup(bc, bst, by, opts.mixup_alpha, rng, gen)
-                logits = head(bc, bst).logits
+                    if len(seg) == len(idx):  # single segments only (every batch without a bag)
+                        bc, bst, by = _mixup(bc, bst, by, opts.mixup_alpha, rng, gen)
+                    else:  # mix the single segments among themselves; bags stay as they are
+                        single = (units.lengths[idx.cpu()] == 1).to(device)
+                        at = torch.nonzero(single[owner]).flatten()
+                        if len(at) > 1:
+                            by = by.clone()
+                            bc[at], bst[at], by[owner[at]] = _mixup(bc[at], bst[at], by[owner[at]],
+                                                                    opts.mixup_alpha, rng, gen)
+                logits = bag_logits(head(bc, bst).logits, owner, len(idx))
                 loss = criterion(logits, by)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -427,7 +456,7 @@ def fit_head(head: nn.Module, train: CachedFeatures, val: CachedFeatures,
                 correct += ((logits > 0) == (by > 0.5)).sum().item()
             head.eval()
             v_logits = predict_logits(head, vc, vs)
-            v_loss = criterion(v_logits, vy).item()
+            v_loss = criterion(bag_logits(v_logits[v_seg.to(device)], v_owner.to(device), len(vy)), vy).item()
             vm = binary_metrics(v_labels, video_max(torch.sigmoid(v_logits).cpu(), v_index, v_count), 0.5)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "val_loss": v_loss, "val_acc": vm["accuracy"], "val_auc": vm["auc"],
@@ -483,17 +512,22 @@ def training_record(opts: TrainOptions, *, key: FeatureKey, model_ref: str, data
                     split_counts: dict[str, dict[str, int]], val_source: str, best: BestEpoch, epochs_run: int,
                     val_metrics: dict[str, Any], threshold_source: str, window_s: float | None = None,
                     window_source: str = "", segments: dict[str, dict[str, int]] | None = None,
-                    methods: Sequence[str] = ()) -> TrainingRecord:
+                    methods: Sequence[str] = (), units: Units | None = None) -> TrainingRecord:
     """What the checkpoint's config says about this run (``config.training``).
 
     ``split_counts`` are videos per subset and label; ``segments`` the samples (segments) likewise,
     kept in ``features``. ``window_s`` and where it came from go in the recipe (the record has no
     field of its own for them). ``methods``: the manipulation methods of the training fakes; when
     they are all self-blends, the record says the head was trained on real videos only.
+    ``units``: the training units (:meth:`CachedFeatures.units`); the record's ``fake_labels``
+    says how fake videos' labels were read, and the loss's ``pos_weight`` counts units.
     """
     n_real, n_fake = split_counts["train"]["real"], split_counts["train"]["fake"]
     self_blend = bool(methods) and all(m == SELF_BLEND_METHOD for m in methods)
     seg = (segments or {}).get("train") or split_counts["train"]
+    if units is not None:
+        n_pos = int(units.labels.sum().item())
+        seg = {"real": len(units) - n_pos, "fake": n_pos}
     return TrainingRecord(
         datasets=datasets,
         data_summary=f"{'+'.join(datasets)} ({n_real}+{n_fake} train videos)",
@@ -504,19 +538,21 @@ def training_record(opts: TrainOptions, *, key: FeatureKey, model_ref: str, data
         threshold_source=threshold_source,
         features={"backbone_sha256": key.backbone_sha256, "preprocessing_sha256": key.preprocessing_sha256,
                   "model": model_ref,
-                  # samples: a video's most present person in each analysed window; val per video
+                  # samples: every judged person in each analysed window; val per video
                   **({"segments": {k: dict(v) for k, v in segments.items()}} if segments else {})},
         init_from=opts.init_from,
         recipe={**{k: v for k, v in asdict(opts).items() if k not in ("cache", "out", "logdir", "device")},
                 "optimizer": "AdamW",
                 "scheduler": f"CosineAnnealingWarmRestarts(T_0={opts.t0}, T_mult={opts.t_mult}, "
                              f"eta_min=lr/100), stepped per batch",
-                "loss": f"BCEWithLogits(pos_weight={seg['real']}/{seg['fake']}), per segment",
+                "loss": (f"BCEWithLogits(pos_weight={seg['real']}/{seg['fake']}), per segment"
+                         + (f" and per bag ({units.bags} bags, max over their segments)" if units and units.bags else "")),
                 **({"window_s": float(window_s), "window_s_source": window_source} if window_s is not None else {})},
         epochs_run=epochs_run,
         best_epoch=best.epoch,
         history_file=HISTORY_NAME,
         pseudo_fakes="self-blend" if self_blend else "",
+        fake_labels="" if units is None else units.describe(),
     )
 
 
