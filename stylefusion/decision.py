@@ -39,6 +39,14 @@ without calibration, within ``uncertain_margin`` of the threshold) → ``uncerta
 the threshold → ``fake``; below → ``real``. How segments combine into a person's and a video's
 answer is :func:`stylefusion.results.aggregate`.
 
+All of it is one typed record, :class:`DecisionRule`: the threshold and its policy, the
+calibration (:class:`~stylefusion.config.CalibrationRecord`: temperature, conformal quantile,
+validation rates per unit, out-of-domain threshold), the input-quality limits and the
+processing-history limits. It travels with the checkpoint: ``config.json`` stores its fields and
+:meth:`DecisionRule.from_config` rebuilds it (the out-of-domain density's mean and precision are
+weights, the ``ood.*`` tensors of ``model.safetensors``, applied with the networks). Every function
+here takes the rule (or a config, from which the rule is built).
+
 This module needs neither torch nor OpenCV (the networks, the out-of-domain module and the
 quality measurement live in their own modules), so the model card and ``config.json`` readers
 can use the rule without them.
@@ -47,11 +55,13 @@ can use the rule without them.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from stylefusion.history import HISTORY_REASONS
+from stylefusion.config import CalibrationRecord
+from stylefusion.history import HISTORY_REASONS, HistoryLimits
 from stylefusion.quality import Quality
 from stylefusion.results import DecisionRecord, Label, SegmentResult, VideoFeatures, frame_results
 
@@ -70,37 +80,85 @@ HISTORY_WORDS = HISTORY_REASONS
 
 
 # ----------------------------------------------------------------------------------------------
+# the rule's one home
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecisionRule:
+    """Everything that turns a head's outputs into an answer, in one typed record.
+
+    Built from a checkpoint's config (:meth:`from_config`) and stored back into it
+    (:meth:`config_fields`), so it travels whole with the weights: ``convert --head``, ``train``
+    and ``from_pretrained`` carry it without knowing its parts.
+    """
+
+    trained: bool = False
+    threshold: float = 0.5
+    threshold_policy: str = "fpr:0.05"
+    conformal_alpha: float = 0.1
+    uncertain_margin: float = 0.1  # the band of trained heads without calibration
+    calibration: CalibrationRecord | None = None
+    #: min_face_px, min_sharpness, min_brightness, max_brightness (config fields of those names)
+    quality: dict[str, float] = field(default_factory=dict)
+    history: HistoryLimits = field(default_factory=HistoryLimits)
+
+    @classmethod
+    def from_config(cls, config: "StyleFusionConfig") -> "DecisionRule":
+        c = config
+        return cls(trained=bool(c.trained), threshold=float(c.threshold), threshold_policy=str(c.threshold_policy),
+                   conformal_alpha=float(c.conformal_alpha), uncertain_margin=float(c.uncertain_margin),
+                   calibration=c.calibration,
+                   quality={"min_face_px": float(c.min_face_px), "min_sharpness": float(c.min_sharpness),
+                            "min_brightness": float(c.min_brightness), "max_brightness": float(c.max_brightness)},
+                   history=HistoryLimits(min_bpp=float(c.min_bpp), max_h264_qp=float(c.max_h264_qp),
+                                         min_recapture_score=int(c.min_recapture_score)))
+
+    def config_fields(self) -> dict[str, Any]:
+        """The config fields this rule is stored in (``config.replace(**rule.config_fields())``)."""
+        return {"trained": self.trained, "threshold": self.threshold, "threshold_policy": self.threshold_policy,
+                "conformal_alpha": self.conformal_alpha, "uncertain_margin": self.uncertain_margin,
+                "calibration": self.calibration, **self.quality, "min_bpp": self.history.min_bpp,
+                "max_h264_qp": self.history.max_h264_qp, "min_recapture_score": self.history.min_recapture_score}
+
+
+RuleLike = Union[DecisionRule, "StyleFusionConfig"]
+
+
+def as_rule(rule: RuleLike) -> DecisionRule:
+    """``rule`` itself, or the rule of a config."""
+    return rule if isinstance(rule, DecisionRule) else DecisionRule.from_config(rule)
+
+
+# ----------------------------------------------------------------------------------------------
 # input quality (measured by stylefusion.quality; judged here)
 # ----------------------------------------------------------------------------------------------
-def quality_reasons(quality: Quality | None, config: "StyleFusionConfig") -> list[str]:
-    """The :data:`QUALITY_REASONS` keys that ``quality`` fails under the config's limits."""
+def quality_reasons(quality: Quality | None, rule: RuleLike) -> list[str]:
+    """The :data:`QUALITY_REASONS` keys that ``quality`` fails under the rule's limits."""
     if quality is None:
         return []
-    c = config
+    q = as_rule(rule).quality
     reasons = []
-    if quality.face_px < c.min_face_px:
+    if quality.face_px < q["min_face_px"]:
         reasons.append("face_too_small")
-    if quality.sharpness < c.min_sharpness:
+    if quality.sharpness < q["min_sharpness"]:
         reasons.append("too_blurry")
-    if quality.brightness < c.min_brightness:
+    if quality.brightness < q["min_brightness"]:
         reasons.append("too_dark")
-    if quality.brightness > c.max_brightness:
+    if quality.brightness > q["max_brightness"]:
         reasons.append("too_bright")
     return reasons
 
 
-def quality_limits(config: "StyleFusionConfig") -> dict[str, float]:
-    return {"min_face_px": float(config.min_face_px), "min_sharpness": float(config.min_sharpness),
-            "min_brightness": float(config.min_brightness), "max_brightness": float(config.max_brightness)}
+def quality_limits(rule: RuleLike) -> dict[str, float]:
+    return dict(as_rule(rule).quality)
 
 
-def _reason_text(reasons: list[str], quality: Quality, config: "StyleFusionConfig") -> str:
-    c = config
+def _reason_text(reasons: list[str], quality: Quality, rule: DecisionRule) -> str:
+    q = rule.quality
     detail = {
-        "face_too_small": f"face {quality.face_px:.0f} px < {c.min_face_px:g} px",
-        "too_blurry": f"sharpness {quality.sharpness:.3f} < {c.min_sharpness:g}",
-        "too_dark": f"brightness {quality.brightness:.0f} < {c.min_brightness:g}",
-        "too_bright": f"brightness {quality.brightness:.0f} > {c.max_brightness:g}",
+        "face_too_small": f"face {quality.face_px:.0f} px < {q['min_face_px']:g} px",
+        "too_blurry": f"sharpness {quality.sharpness:.3f} < {q['min_sharpness']:g}",
+        "too_dark": f"brightness {quality.brightness:.0f} < {q['min_brightness']:g}",
+        "too_bright": f"brightness {quality.brightness:.0f} > {q['max_brightness']:g}",
     }
     return "; ".join(f"{QUALITY_REASONS[r]} ({detail[r]})" for r in reasons)
 
@@ -159,7 +217,7 @@ def unit_threshold(quantiles: list[float], rate: float, segments: int) -> tuple[
     return float(min(1.0, np.nextafter(t, 2.0))), level  # strictly above the real scores at that level
 
 
-def threshold_for(config: "StyleFusionConfig", segments: int = 1) -> tuple[float, str | None]:
+def threshold_for(rule: RuleLike, segments: int = 1) -> tuple[float, str | None]:
     """The threshold for a video judged on ``segments`` segments, and how it was obtained.
 
     A video's answer is its most suspicious segment's, so a real video judged on n segments gets n
@@ -173,7 +231,7 @@ def threshold_for(config: "StyleFusionConfig", segments: int = 1) -> tuple[float
     """
     from stylefusion.config import parse_threshold_policy
 
-    c = config
+    c = as_rule(rule)
     cal = c.calibration
     n = max(1, int(segments))
     if cal is None or not cal.real_segment_quantiles:
@@ -187,10 +245,10 @@ def threshold_for(config: "StyleFusionConfig", segments: int = 1) -> tuple[float
                f"{level:.4f} quantile of the validation real segments' p_fake (level (1 - {rate:g})^(1/{n}))")
 
 
-def checkpoint_decision(config: "StyleFusionConfig", segments: int = 1) -> DecisionRecord:
+def checkpoint_decision(rule: RuleLike, segments: int = 1) -> DecisionRecord:
     """The decision settings of a checkpoint for a video judged on ``segments`` segments, without
     any segment's values."""
-    c = config
+    c = as_rule(rule)
     cal = c.calibration
     threshold, threshold_source = threshold_for(c, segments)
     record = DecisionRecord(
@@ -198,7 +256,7 @@ def checkpoint_decision(config: "StyleFusionConfig", segments: int = 1) -> Decis
         threshold_policy=c.threshold_policy if cal is not None else "fixed (uncalibrated checkpoint)",
         segments=max(1, int(segments)), threshold_source=threshold_source,
         temperature=float(cal.temperature) if cal is not None else 1.0,
-        quality_limits=quality_limits(c))
+        quality_limits=dict(c.quality))
     if cal is None:
         record.band = ((max(0.0, c.threshold - c.uncertain_margin), min(1.0, c.threshold + c.uncertain_margin))
                        if c.trained else None)
@@ -225,7 +283,7 @@ def checkpoint_decision(config: "StyleFusionConfig", segments: int = 1) -> Decis
     return record
 
 
-def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float | None = None,
+def decide(rule: RuleLike, logit: float | None, *, ood_score: float | None = None,
            quality: Quality | None = None, history: tuple[list[str], list[str]] | None = None,
            segments: int = 1) -> tuple[Label, str, DecisionRecord]:
     """The label, a one-line reason and the :class:`~stylefusion.results.DecisionRecord` of one
@@ -245,7 +303,7 @@ def decide(config: "StyleFusionConfig", logit: float | None, *, ood_score: float
         segments: the judged segments of the video this segment belongs to: the threshold is the
             one for a video judged on that many (:func:`threshold_for`).
     """
-    c = config
+    c = as_rule(rule)
     record = checkpoint_decision(c, segments)
     threshold = record.threshold
     record.quality = quality.to_dict() if quality is not None else None
@@ -348,7 +406,7 @@ def record_facts(record: DecisionRecord | dict[str, Any]) -> list[str]:
     return facts
 
 
-def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: VideoFeatures, logit: float,
+def judge_segment(rule: RuleLike, segment: SegmentResult, feats: VideoFeatures, logit: float,
                   attention: np.ndarray, *, ood_score: float | None = None,
                   contributions: Any = None, history: tuple[list[str], list[str]] | None = None,
                   segments: int = 1) -> SegmentResult:
@@ -359,7 +417,7 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     """
     quality = Quality.from_array(feats.quality) if feats.quality is not None else None
     segment.judged = True
-    segment.label, segment.message, segment.decision = decide(config, logit, ood_score=ood_score, quality=quality,
+    segment.label, segment.message, segment.decision = decide(rule, logit, ood_score=ood_score, quality=quality,
                                                               history=history, segments=segments)
     # A probability only where there is an answer: not from an untrained head, not for a face too
     # poor to judge (the record keeps the raw logit, for those who study the detector).
@@ -371,6 +429,6 @@ def judge_segment(config: "StyleFusionConfig", segment: SegmentResult, feats: Vi
     return segment
 
 
-__all__ = ["HISTORY_WORDS", "QUALITY_REASONS", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
+__all__ = ["DecisionRule", "HISTORY_WORDS", "QUALITY_REASONS", "as_rule", "calibrated_probability", "checkpoint_decision", "conformal_band", "decide",
            "judge_segment", "prediction_set", "quality_limits", "quality_reasons", "rates_sentence", "record_facts",
            "threshold_for", "unit_threshold"]

@@ -38,7 +38,7 @@ from stylefusion.faces import FaceCropper, FaceTrack
 from stylefusion.models.content import SlowR50Trunk
 from stylefusion.models.fusion import FusionHead, FusionOutput
 from stylefusion.models.style import StyleEncoder
-from stylefusion.decision import checkpoint_decision, judge_segment
+from stylefusion.decision import DecisionRule, checkpoint_decision, judge_segment
 from stylefusion.ood import EmbeddingDensity
 from stylefusion.quality import measure_quality
 from stylefusion.evidence import DEFAULT_MAX_FRAMES, batched_contributions, require_trained
@@ -136,6 +136,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         self.source: dict[str, Any] = {"name": None, "revision": None}
         self._cropper: FaceCropper | None = None
         self._identity: dict[str, Any] | None = None
+        self._rule: tuple[StyleFusionConfig, DecisionRule] | None = None  # (the config it was built from, rule)
 
     # ------------------------------------------------------------------------------------------
     # loading and saving
@@ -265,6 +266,14 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
     # ------------------------------------------------------------------------------------------
     # pipeline stages
     # ------------------------------------------------------------------------------------------
+    @property
+    def rule(self) -> DecisionRule:
+        """The checkpoint's decision rule (:class:`stylefusion.decision.DecisionRule`): threshold,
+        calibration, quality and history limits, from the config it is stored in."""
+        if self._rule is None or self._rule[0] is not self.config:
+            self._rule = (self.config, DecisionRule.from_config(self.config))
+        return self._rule[1]
+
     @property
     def cropper(self) -> FaceCropper:
         if self._cropper is None or self._cropper.device != self.device:
@@ -433,7 +442,7 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         timings = {} if timings is None else timings
         n = len(analysis.judged)
         for i, (seg, f) in enumerate(zip(analysis.judged, forward.features)):
-            judge_segment(self.config, seg, f, float(forward.logits[i]), forward.attention[i],
+            judge_segment(self.rule, seg, f, float(forward.logits[i]), forward.attention[i],
                           ood_score=None if forward.ood is None else float(forward.ood[i]),
                           contributions=None if forward.contributions is None else forward.contributions[i],
                           history=history, segments=n)
@@ -466,10 +475,9 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         """The file's processing history (:func:`stylefusion.history.measure_history`: bits per pixel,
         quantiser, signs of a screen recording) as a dict with its ``reasons`` and their sentences
         under this checkpoint's limits (``max_h264_qp``, ``min_bpp``, ``min_recapture_score``)."""
-        from stylefusion.history import HistoryLimits, history_reason_text, history_reasons, measure_history
+        from stylefusion.history import history_reason_text, history_reasons, measure_history
 
-        c = self.config
-        limits = HistoryLimits(min_bpp=c.min_bpp, max_h264_qp=c.max_h264_qp, min_recapture_score=c.min_recapture_score)
+        limits = self.rule.history
         history = measure_history(path, limits=limits)
         reasons, text = history_reasons(history, limits), history_reason_text(history, limits)
         return {**history.to_dict(), "reasons": reasons, "reason_text": text, "limits": limits.to_dict()}, (reasons, text)

@@ -124,6 +124,7 @@ def test_a_head_from_stylefusion_train_converts_and_gives_the_same_logits(upstre
     for name in ("trained", "threshold", "threshold_policy", "conformal_alpha", "calibration", "training",
                  "min_face_px", "min_sharpness", "min_brightness", "max_brightness"):
         assert getattr(det.config, name) == getattr(donor.config, name), name
+    assert det.rule == donor.rule and det.rule.calibration is not None  # the decision's one home, whole
     assert det.config.provenance["fusion_head"] == {"from": str(trained_head), "trained": True}
     # Every non-backbone tensor is the donor's; the backbones are the upstream files'.
     mine, theirs = det.state_dict(), donor.state_dict()
@@ -142,7 +143,7 @@ def test_a_head_from_stylefusion_train_converts_and_gives_the_same_logits(upstre
     from stylefusion.decision import decide
 
     for logit in a.logits.tolist():
-        assert decide(det.config, logit)[:2] == decide(donor.config, logit)[:2]
+        assert decide(det.rule, logit)[:2] == decide(donor.config, logit)[:2]
 
     with pytest.raises(CheckpointError, match="style_levels"):
         convert(psp_path, slow_path, tmp_path / "out2", head=trained_head, preset="tiny", levels=(4,))

@@ -166,6 +166,23 @@ if __name__ == "__main__":  # pragma: no cover
 # ----------------------------------------------------------------------------------------------
 # the rule and the card need neither torch nor OpenCV
 # ----------------------------------------------------------------------------------------------
+def test_the_rule_is_one_record_stored_in_the_config_and_rebuilt_from_it():
+    from stylefusion.decision import DecisionRule
+    from stylefusion.history import HistoryLimits
+
+    record = CalibrationRecord(temperature=1.7, conformal_quantile=0.8, conformal_n=100, coverage_val=0.9,
+                               real_segment_quantiles=[float(v) for v in np.linspace(0.01, 0.9, 1001)], history_source="test")
+    rule = DecisionRule(trained=True, threshold=0.61, threshold_policy="fpr:0.05", conformal_alpha=0.1,
+                        uncertain_margin=0.1, calibration=record,
+                        quality={"min_face_px": 30.0, "min_sharpness": 0.05, "min_brightness": 20.0,
+                                 "max_brightness": 230.0},
+                        history=HistoryLimits(min_bpp=0.01, max_h264_qp=43.5, min_recapture_score=3))
+    config = StyleFusionConfig.from_dict({**BASE.replace(**rule.config_fields()).to_dict()})  # through JSON
+    assert DecisionRule.from_config(config) == rule
+    for p in (0.05, 0.5, 0.7, 0.95):
+        assert decide(rule, _logit(p), segments=3) == decide(config, _logit(p), segments=3)
+
+
 def test_the_card_and_the_rule_import_neither_torch_nor_cv2(tmp_path):
     """``import stylefusion.card`` (and rendering a calibrated checkpoint's card, which runs the rule)
     loads neither torch nor cv2: ``python -X importtime`` lists every module imported."""

@@ -202,7 +202,7 @@ def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -
       confident first (by distance of the calibrated logit to the threshold's, and, with
       out-of-domain statistics, the most in-domain first), with the decision rule's own point.
     """
-    from stylefusion.decision import decide
+    from stylefusion.decision import DecisionRule, decide
     from stylefusion.quality import Quality
     from stylefusion.results import Label, most_suspicious
 
@@ -240,13 +240,16 @@ def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -
         out["out_of_domain"] = {"threshold": float(cal.ood_threshold), "flagged_segments": float(flagged.mean()),
                                 "flagged_videos": float(v_flagged.mean()), "per_dataset": per}
 
-    # The detector's rule on every segment, then each video's most suspicious answer (most_suspicious
-    # reads ``label`` and ``p_fake``).
+    # The detector's rule on every segment at its video's unit (the threshold for a video judged on
+    # as many segments, as detect answers it), then each video's most suspicious answer
+    # (most_suspicious reads ``label`` and ``p_fake``).
+    rule = DecisionRule.from_config(c)
+    per_video = data.segments_per_video.numpy()
     answers = []
     for i in range(len(logits)):
         quality = Quality.from_array(data.quality[i].numpy())
-        label, _, record = decide(c, float(logits[i]), ood_score=None if ood is None else float(ood[i]),
-                                  quality=quality)
+        label, _, record = decide(rule, float(logits[i]), ood_score=None if ood is None else float(ood[i]),
+                                  quality=quality, segments=int(per_video[vid[i]]))
         reason = ("unsupported" if label is Label.UNSUPPORTED else "out_of_domain" if record.out_of_domain
                   else "uncertain_band" if label is Label.UNCERTAIN else label.value)
         answers.append(SimpleNamespace(label=label, p_fake=record.p_fake, reason=reason))

@@ -157,11 +157,12 @@ def _judge(det: Any, path: str | Path, max_windows: int | None) -> Outcome:
     logits, embeddings = head_outputs(det.fusion, content, style)
     temperature = c.calibration.temperature if c.calibration is not None else 1.0
     ood = det.ood_scores(embeddings, content, style) if det.ood is not None else None
+    rule = det.rule  # at the video's unit: the threshold for a video judged on as many segments, as detect
     answers = []
     for i, seg in enumerate(segments):
         quality = Quality.from_array(np.asarray(seg.quality)) if seg.quality is not None else None
-        label, _, record = decide(c, float(logits[i]), ood_score=None if ood is None else float(ood[i]),
-                                  quality=quality)
+        label, _, record = decide(rule, float(logits[i]), ood_score=None if ood is None else float(ood[i]),
+                                  quality=quality, segments=len(segments))
         reason = ("unsupported" if label is Label.UNSUPPORTED else "out_of_domain" if record.out_of_domain
                   else "uncertain_band" if label is Label.UNCERTAIN else label.value)
         answers.append(SimpleNamespace(label=label, p_fake=record.p_fake, reason=reason))
