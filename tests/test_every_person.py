@@ -129,3 +129,28 @@ def test_bag_logit_is_the_max_and_teaches_only_its_witness():
     assert logits.grad.tolist() == [0.0, 1.0, 0.0, 1.0]
     same = torch.tensor([0.1, 0.2])
     assert bag_logits(same, torch.arange(2), 2) is same  # no bag: the identity
+
+
+def test_evaluate_reports_the_rates_by_people_and_windows(run):
+    from stylefusion.research.calibrate import sigmoid, head_outputs
+    from stylefusion.research.evaluate import unit_rates_report
+    from stylefusion.decision import threshold_for
+
+    det = StyleFusionDetector.from_pretrained(run["trained"])
+    data = load_features(run["cache"], splits=("train", "val"))
+    logits, _ = head_outputs(det.fusion, data.content, data.style)
+    seg_p = sigmoid(logits / det.rule.calibration.temperature)
+    report = unit_rates_report(det, data, seg_p)
+    groups = {(g["people"], g["windows"]): g for g in report["groups"]}
+    # 2 people (the fakes) in the 4 s scene's 2 windows of 2 s; 1 person in carphone's 3 (4.4 s)
+    assert set(groups) == {(2, 2), (1, 3)}
+    two, one = groups[(2, 2)], groups[(1, 3)]
+    assert (two["real"], two["fake"], two["segments"]) == (0, 3, [4])
+    assert (one["real"], one["fake"], one["segments"]) == (3, 1, [3])
+    # The rates are the videos' at the threshold for their number of segments.
+    v_p = data.video_scores(seg_p)
+    t = threshold_for(det.rule, 4)[0]
+    fakes = [v for v, r in enumerate(data.records) if r["video_id"].startswith("two")]
+    assert two["tpr"] == pytest.approx(np.mean([v_p[v] >= t for v in fakes]))
+    assert two["fpr"] is None and two["fpr_interval"] is None
+    assert one["fpr_interval"][0] <= one["fpr"] <= one["fpr_interval"][1]

@@ -151,6 +151,7 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
         "skipped_videos": dict(data.skipped),
         "overall": overall, "per_dataset": per_dataset, "per_method": per_method,
         **honesty(det, data, logits, embeddings),
+        "units": unit_rates_report(det, data, seg_p),
     }
     if report_dir is not None:
         out = Path(report_dir)
@@ -184,6 +185,59 @@ def evaluate(model: str | Any, cache_dir: str | Path, split: str = "test", repor
         atomic_write(out / "report.json", json.dumps(report, indent=2))
         atomic_write(out / "report.md", markdown_report(report))
     return report
+
+
+def _interval(k: int, n: int, level: float = 0.95) -> list[float] | None:
+    """Clopper-Pearson interval of a rate k/n (None without videos)."""
+    if n == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level)
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
+def unit_rates_report(det: Any, data: Any, seg_p: np.ndarray) -> dict[str, Any]:
+    """How the false- and true-positive rates vary with the number of judged people and the length
+    of a video (its analysed windows), at the threshold each video is answered with
+    (:func:`stylefusion.decision.threshold_for`, for as many segments as it was judged on) and, for
+    comparison, at the checkpoint's one threshold. Rates come with 95% Clopper-Pearson intervals.
+
+    A video is answered by its most suspicious segment, so with one threshold for all, real videos
+    of more people or more windows are called fake more often; the threshold per number of segments
+    corrects for it. Groups are (people, windows) of the videos as the cache holds them.
+    """
+    from stylefusion.decision import threshold_for
+
+    rule = det.rule
+    vid = data.video_index.numpy()
+    v_p = data.video_scores(seg_p)
+    labels = data.video_labels.numpy().astype(int)
+    n_seg = data.segments_per_video.numpy()
+    people = np.zeros(data.num_videos, int)
+    windows = np.zeros(data.num_videos, int)
+    for v in range(data.num_videos):
+        mine = vid == v
+        people[v] = len(set(data.person[mine].tolist()))
+        windows[v] = len(set(data.window[mine].tolist()))
+    unit_t = np.array([threshold_for(rule, int(n))[0] for n in n_seg])
+    one_t = float(rule.threshold)
+    groups = []
+    for p_n, w_n in sorted(set(zip(people.tolist(), windows.tolist()))):
+        sel = (people == p_n) & (windows == w_n)
+        real, fake = sel & (labels == 0), sel & (labels == 1)
+        fp, fp_one = int((v_p[real] >= unit_t[real]).sum()), int((v_p[real] >= one_t).sum())
+        tp = int((v_p[fake] >= unit_t[fake]).sum())
+        n_real, n_fake = int(real.sum()), int(fake.sum())
+        groups.append({
+            "people": p_n, "windows": w_n, "segments": sorted(set(n_seg[sel].tolist())),
+            "real": n_real, "fake": n_fake,
+            "fpr": fp / n_real if n_real else None, "fpr_interval": _interval(fp, n_real),
+            "fpr_one_threshold": fp_one / n_real if n_real else None,
+            "tpr": tp / n_fake if n_fake else None, "tpr_interval": _interval(tp, n_fake)})
+    policy = rule.threshold_policy
+    return {"policy": policy, "one_threshold": one_t, "per_unit": threshold_for(rule, 2)[1] is not None,
+            "groups": groups}
 
 
 def honesty(det: Any, data: Any, logits: np.ndarray, embeddings: torch.Tensor) -> dict[str, Any]:
@@ -347,6 +401,25 @@ def honesty_markdown(report: dict[str, Any]) -> list[str]:
         for ds, m in ood["per_dataset"].items():
             parts.append(f"| {ds} | {m['segments']} | {m['flagged_segments']:.1%} | {m['videos']} | "
                          f"{m['flagged_videos']:.1%} |")
+        parts.append("")
+    u = report.get("units")
+    if u and u["groups"]:
+        how = ("the threshold for a video judged on as many segments (`threshold_for`)" if u["per_unit"]
+               else f"the checkpoint's one threshold {u['one_threshold']:.4f}")
+        parts += ["## False positives by people and length", "",
+                  f"Each video at {how}; the last column at the one threshold {u['one_threshold']:.4f} for "
+                  "comparison. Intervals: 95% Clopper-Pearson.", "",
+                  "| people | windows | segments | real | FPR | 95% interval | FPR, one threshold | fake | TPR |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+        def rate(v: float | None) -> str:
+            return "–" if v is None else f"{v:.1%}"
+
+        for g in u["groups"]:
+            ci = g["fpr_interval"]
+            parts.append(f"| {g['people']} | {g['windows']} | {', '.join(map(str, g['segments']))} | {g['real']} | "
+                         f"{rate(g['fpr'])} | {'–' if ci is None else f'[{ci[0]:.1%}, {ci[1]:.1%}]'} | "
+                         f"{rate(g['fpr_one_threshold'])} | {g['fake']} | {rate(g['tpr'])} |")
         parts.append("")
     d = report.get("decision")
     if d:
