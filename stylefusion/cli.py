@@ -442,6 +442,79 @@ def _run_space(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# watch (a live stream, a webcam, standard input)
+# ----------------------------------------------------------------------------------------------
+def _add_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a URL FFmpeg opens (rtsp://, rtmp://, http(s):// incl. HLS .m3u8, tcp://, "
+                                  "udp://), a webcam (/dev/video0; with --format avfoundation a device name such "
+                                  "as 0), - for a stream on standard input, or a file")
+    p.add_argument("--model", default=None,
+                   help="checkpoint folder or hub repo id (default: $STYLEFUSION_MODEL, else the model "
+                        "named in the packaged Space.yaml)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="number format of the feature extractors (as for detect)")
+    p.add_argument("--window", type=float, default=None,
+                   help="seconds per window (default: the checkpoint's window_s, at most 10)")
+    p.add_argument("--hop", type=float, default=None,
+                   help="seconds from one window's start to the next (default: the window; less: overlapping)")
+    p.add_argument("--max-lag", type=float, default=10.0,
+                   help="skip a window whose turn comes more than this many seconds behind the stream "
+                        "(default 10)")
+    p.add_argument("--connect-timeout", type=float, default=10.0,
+                   help="seconds to wait for the source to answer, at the start and when it stalls (default 10)")
+    p.add_argument("--max-people", type=int, default=None,
+                   help="people judged at most per window (default: the checkpoint's max_people)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="treat the source as live: skip windows when the networks fall behind (a file is "
+                        "read at its own pace). Default: on for URLs, devices, standard input and --follow; "
+                        "off for a file, whose every window is judged")
+    p.add_argument("--format", dest="fmt", default=None,
+                   help="force the input format (v4l2, avfoundation, dshow, mpegts, ...)")
+    p.add_argument("--follow", action="store_true",
+                   help="a file still being written: read on as it grows (MPEG-TS, Matroska or fragmented "
+                        "MP4), until nothing new comes for --connect-timeout seconds")
+    p.add_argument("--quiet", action="store_true", help="no human-readable lines on standard error but the summary")
+
+
+def _run_watch(args: argparse.Namespace) -> int:
+    for name in ("window", "hop", "connect_timeout"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise StyleFusionError(f"--{name.replace('_', '-')} {value} must be > 0")
+    if args.max_lag < 0:
+        raise StyleFusionError(f"--max-lag {args.max_lag} must be >= 0")
+    _positive(args)
+    model = args.model or default_model()
+    det = _load_detector(model, default=not args.model, device=args.device, precision=args.precision)
+    if not det.config.trained:
+        print(f"note: {model} has an untrained fusion head; people are found and followed, but labelled "
+              "'untrained', not judged", file=sys.stderr)
+    records = det.watch(args.source, window_s=args.window, hop_s=args.hop, max_lag_s=args.max_lag,
+                        connect_timeout=args.connect_timeout, realtime=args.realtime, max_people=args.max_people,
+                        fmt=args.fmt, follow=args.follow)
+    ended = thrown = None
+    while True:
+        try:
+            record, thrown = (thrown if thrown is not None else next(records)), None
+            print(json.dumps(record.to_dict()), flush=True)
+            if record.kind == "ended":
+                ended = record
+            elif not args.quiet:
+                print(record.line(), file=sys.stderr, flush=True)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:  # Ctrl-C while printing: the stream stops with its summary
+            try:
+                thrown = records.throw(KeyboardInterrupt())
+            except StopIteration:
+                break
+    if ended is not None:
+        print(ended.line(), file=sys.stderr, flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # serve (the web app; needs the `app` extra)
 # ----------------------------------------------------------------------------------------------
 #: What the web app needs beyond the library, as (module, package) pairs.
@@ -467,7 +540,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from stylefusion.app import serve
 
     serve(args.model, host=args.host, port=args.port, share=args.share,
-          demo_fallback=False if args.no_demo else None, precision=args.precision)
+          demo_fallback=False if args.no_demo else None, precision=args.precision,
+          live_window_s=args.live_window)
     return 0
 
 
@@ -509,6 +583,8 @@ COMMANDS: list[tuple[str, str, Callable, Callable]] = [
     ("space", "write a folder ready to push as a Gradio Space (README header from Space.yaml, app.py, "
               "requirements.txt)", _add_space, _run_space),
     ("serve", "serve the web app (upload a video, see the verdict, crops and plots)", _add_serve, _run_serve),
+    ("watch", "watch a live stream, a webcam or standard input and answer per person as each window completes "
+              "(JSON lines on standard output)", _add_watch, _run_watch),
 ]
 
 

@@ -550,6 +550,20 @@ class StyleFusionDetector(nn.Module, PyTorchModelHubMixin, library_name="stylefu
         report("verdict", 1.0)
         return result
 
+    def watch(self, source: str, **options: Any) -> Iterator["LiveRecord"]:
+        """Watch a live source (a stream URL, a webcam, ``-`` for standard input, a file) and yield a
+        record per person as each rolling window is judged, then one ``ended`` record with the
+        summary (:func:`stylefusion.live.watch`, which lists the ``options``: ``window_s``, ``hop_s``,
+        ``max_lag_s``, ``connect_timeout``, ``realtime``, ...). Each window is answered as
+        :meth:`detect` answers a file: the same front end, networks and decision.
+
+        Raises:
+            StreamError: the source does not answer within ``connect_timeout`` or has no video.
+        """
+        from stylefusion.live import watch
+
+        return watch(self, source, **options)
+
     def explain(self, result: DetectionResult, segments: str | list[SegmentResult] = "deciding", *,
                 max_frames: int = DEFAULT_MAX_FRAMES, progress: Callable[[int, int], None] | None = None
                 ) -> list[SegmentResult]:

@@ -51,8 +51,6 @@ from stylefusion.video import Frames, Prefetch, VideoReader, Window, sample_indi
 
 logger = logging.getLogger(__name__)
 
-#: People judged at most per window by default (the longest spans; the others are listed).
-DEFAULT_MAX_PEOPLE = 4
 #: Mean luma (0-255) of the scanned frames below / above which "no face" is answered as "too dark" /
 #: "too bright to find a face" (MTCNN finds the carphone face down to about 25% brightness, mean 26).
 DARK_LUMA = 30.0
@@ -407,7 +405,8 @@ def _segment(span: Span, judged: bool, message: str, distinct: int) -> SegmentRe
 
 def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCropper, max_windows: int,
                    max_people: int, timings: dict[str, float] | None = None,
-                   progress: ProgressFn | None = None, prefetch: bool | None = None) -> Analysis:
+                   progress: ProgressFn | None = None, prefetch: bool | None = None, *,
+                   reader: Any = None) -> Analysis:
     """Windows → scan → shots → tracks → people → spans → segments for one video.
 
     Args:
@@ -419,6 +418,11 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
         progress: ``progress(stage, fraction)`` with ``sampling`` then ``faces`` up to 0.5.
         prefetch: decode ahead in a worker thread (:class:`~stylefusion.video.Prefetch`); None:
             :func:`decode_ahead`.
+        reader: an open reader to analyse instead of opening ``path``: anything with the part of
+            :class:`~stylefusion.video.VideoReader` used here (``windows``, ``iter_frames``, ``info``,
+            ``path``, ``max_frame_side``, a context manager), such as a live stream's window held in
+            memory (:class:`stylefusion.live.WindowReader`). It is closed at the end, as one opened
+            here is.
 
     Raises:
         VideoReadError: the file cannot be read as a video.
@@ -432,7 +436,7 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
         raise ValueError(f"max_windows={max_windows} and max_people={max_people} must be >= 1")
     report("sampling", 0.0)
     with timed(timings, "sampling"):
-        reader = VideoReader(path, max_frame_side=c.max_frame_side)
+        reader = VideoReader(path, max_frame_side=c.max_frame_side) if reader is None else reader
     with reader:
         with timed(timings, "sampling"):
             windows = reader.windows(c.window_s, max_windows)

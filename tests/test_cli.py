@@ -36,7 +36,9 @@ KEY_OPTIONS = {
     "card": ["--model", "--out", "--repo-id"],
     "push": ["--model", "--repo-id", "--dry-run"],
     "space": ["--out", "--model"],
-    "serve": ["--model", "--host", "--port"],
+    "serve": ["--model", "--host", "--port", "--live-window"],
+    "watch": ["source", "--model", "--window", "--hop", "--max-lag", "--connect-timeout", "--max-people",
+              "--realtime", "--follow"],
 }
 
 #: `python -m stylefusion --help` in a fresh interpreter, then whether it imported torch.

@@ -22,6 +22,9 @@ beats a Space stuck in "Runtime error".
 - :mod:`~stylefusion.app.privacy`: what the app keeps of an analysis, and when it deletes it;
 - :mod:`~stylefusion.app.render`: the verdict (naming who and when), one row per person (their
   answer and face crops), the timeline, the plots of the chosen person and stretch;
+- :mod:`~stylefusion.app.live_tab`: the Live tab (the browser's webcam through
+  :class:`stylefusion.live.LiveSession`: a rolling verdict per person, a growing timeline; nothing
+  kept after the session);
 - :mod:`~stylefusion.app.page`: :class:`App` (state, upload checks, ``analyze``, the layout),
   :func:`build_demo`, :func:`serve`, :func:`main`.
 
@@ -50,7 +53,7 @@ _LAZY = {
                      "where"), "render"),
     **dict.fromkeys(("KEEP_S", "Retention", "retention_markdown"), "privacy"),
 }
-_SUBMODULES = ("demo", "missing", "model", "page", "privacy", "render")
+_SUBMODULES = ("demo", "live_tab", "missing", "model", "page", "privacy", "render")
 
 if TYPE_CHECKING:  # pragma: no cover
     from stylefusion.app.model import FIX_HINT, LoadedModel, load_model, model_banner, model_sentence

@@ -128,6 +128,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="number format of the feature extractors: fp32 (exact), bf16, or auto (default: bf16 "
                              "on CUDA and on CPUs with native bf16; fp32 elsewhere)")
+    parser.add_argument("--live-window", type=_positive_seconds, default=None, metavar="SECONDS",
+                        help="the Live tab's window: each person on the webcam is judged every SECONDS (default: "
+                             "$STYLEFUSION_LIVE_WINDOW, else the checkpoint's window_s capped at 10 s)")
+
+
+def _positive_seconds(value: str) -> float:
+    """A ``--live-window`` value: a positive number of seconds (argparse names the option on failure)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number of seconds above 0, at most 3600")
+    return seconds
 
 
 __all__ = ["HUB_REASONS", "hub_reason", "why_not_loaded", "next_steps", "demo_pointer", "cli_error", "placeholder_model",

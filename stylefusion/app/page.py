@@ -29,6 +29,7 @@ import gradio as gr
 from stylefusion.app.missing import add_serve_arguments
 from stylefusion.app._spaces import gpu
 from stylefusion.app.demo import demo_disabled
+from stylefusion.app.live_tab import LIVE_CSS, LiveTab
 from stylefusion.app.model import LoadedModel, load_model, model_banner, model_sentence
 from stylefusion.app.privacy import Retention, retention_markdown, sweep_seconds
 from stylefusion.app.render import (EXPLANATION, confidence_figure, evidence_items, evidence_markdown,
@@ -99,12 +100,16 @@ class App:
     """One running app: the model it serves, the limits it enforces and what it keeps (for how long)."""
 
     def __init__(self, loaded: LoadedModel, *, max_upload_mb: float = MAX_UPLOAD_MB,
-                 max_duration_s: float = MAX_DURATION_S, keep_s: int | None = None) -> None:
+                 max_duration_s: float = MAX_DURATION_S, keep_s: int | None = None,
+                 live_window_s: float | None = None) -> None:
         self.loaded = loaded
         self.max_upload_mb = max_upload_mb
         self.max_duration_s = max_duration_s
         #: The reports and the uploads of this app's analyses (``keep_s``: ``$STYLEFUSION_KEEP_S``, else 10 min).
         self.retention = Retention(keep_s)
+        #: The Live tab (webcam): one engine per browser session, closed when it ends (``live_window_s``:
+        #: ``--live-window``, else ``$STYLEFUSION_LIVE_WINDOW``, else the checkpoint's window capped at 10 s).
+        self.live = LiveTab(loaded.detector, window_s=live_window_s)
 
     @classmethod
     def load(cls, model: str | None = None, *, demo_fallback: bool | None = None, precision: str = "auto",
@@ -352,71 +357,79 @@ class App:
                 gr.Markdown(f"StyleFusion cuts a video into stretches of up to {window_s:g} s, follows every face "
                             "through each stretch, and judges each person on their own face: how it moves, and how "
                             "its *style* (identity, expression, lighting) changes over time.")
-            with gr.Row():
-                with gr.Column(scale=1):
-                    video = gr.Video(label="Video", sources=["upload", "webcam"], height=260, elem_id="video-input")
-                    button = gr.Button("Analyze", variant="primary", interactive=ready, elem_id="analyze")
-                    gr.Markdown(f"Up to {self.max_upload_mb:g} MB and {self.max_duration_s / 60:.0f} minutes. "
-                                + retention_markdown(keep_s), elem_id="retention")
-                    with gr.Accordion("Options", open=False):
-                        max_windows = gr.Slider(
-                            1, self.max_windows_limit(), value=self.default_max_windows(), step=1,
-                            label="Stretches analysed at most",
-                            info=(f"A longer video is cut into stretches of up to {window_s:g} s; at most this "
-                                  "many, spread evenly over it, are analysed (more takes longer)."),
-                            elem_id="max-windows")
-                    examples = example_videos()
-                    if examples:
-                        gr.Examples(examples=[[p] for p in examples], inputs=[video],
-                                    label="Example (the 'carphone' test sequence)", cache_examples=False)
-                with gr.Column(scale=1):
-                    if not ready:
-                        placeholder = "No model is loaded: see *About the model behind this page*."
-                    elif not self.loaded.detector.config.trained:
-                        placeholder = ("Upload a video and press **Analyze**: you will see the people found, "
-                                       "their face crops and the plots, never a verdict (untrained model).")
-                    else:
-                        placeholder = "Upload a video and press **Analyze**."
-                    verdict = gr.Markdown(placeholder, label="verdict", elem_id="verdict")
-                    # Beside the verdict: what the file says about itself (Content Credentials,
-                    # processing history); empty, so hidden, until an analysis fills it.
-                    provenance = gr.Markdown(label="provenance", elem_id="provenance")
-                    report = gr.File(label="report", visible=False, elem_id="report")
-            with gr.Column(visible=False, elem_id="results") as results:
-                with gr.Accordion("How to read the answer", open=False, elem_id="explanation-box"):
-                    explanation = gr.Markdown(EXPLANATION, label="explanation", elem_id="explanation")
-                note_timeline = gr.Markdown(elem_id="note-timeline")
-                plot_timeline = gr.Plot(label="timeline_figure", show_label=False, elem_id="plot-timeline")
-                boxes, titles, galleries = [], [], []
-                for i in range(MAX_PEOPLE_ROWS):
-                    with gr.Column(visible=False, variant="panel", elem_id=f"person-{i}") as box:
-                        titles.append(gr.Markdown(elem_id=f"person-{i}-verdict"))
-                        galleries.append(gr.Gallery(columns=8, height="auto", visible=False, allow_preview=True,
-                                                    show_label=False, elem_id=f"person-{i}-crops",
-                                                    elem_classes=["person-crops"]))
-                    boxes.append(box)
-                more_people = gr.Markdown(visible=False, elem_id="people-more")
-                selector = gr.Dropdown(label="Person and stretch", choices=[], visible=False, interactive=True,
-                                       elem_id="segment")
-                note_temporal = gr.Markdown(elem_id="note-temporal")
-                plot_flow = gr.Plot(label="temporal_figure", show_label=False, elem_id="plot-temporal")
-                with gr.Row():
-                    with gr.Column():
-                        note_style = gr.Markdown(elem_id="note-style")
-                        plot_style = gr.Plot(label="style_pattern_figure", show_label=False, elem_id="plot-style")
-                    with gr.Column():
-                        note_conf = gr.Markdown(elem_id="note-confidence")
-                        plot_conf = gr.Plot(label="confidence_figure", show_label=False, elem_id="plot-confidence")
-                with gr.Group(visible=False, elem_id="evidence") as evidence_box:
-                    evidence_note = gr.Markdown(self.evidence_prompt(), elem_id="evidence-note")
-                    evidence_button = gr.Button("Show evidence: where in the face the score came from",
-                                                interactive=ready and self.loaded.detector.config.trained,
-                                                elem_id="evidence-button")
-                    evidence_gallery = gr.Gallery(columns=8, height="auto", visible=False, show_label=False,
-                                                  allow_preview=True, elem_id="evidence-gallery",
-                                                  elem_classes=["person-crops"])
-                with gr.Accordion("The answer as data: people and timeline (the API's summary output)", open=False):
-                    summary_json = gr.JSON(label="summary", elem_id="summary")
+            with gr.Tabs(elem_id="tabs"):
+                with gr.Tab("Video file", id="file", elem_id="tab-file"):
+                    with gr.Row():
+                        with gr.Column(scale=1):
+                            video = gr.Video(label="Video", sources=["upload", "webcam"], height=260,
+                                             elem_id="video-input")
+                            button = gr.Button("Analyze", variant="primary", interactive=ready, elem_id="analyze")
+                            gr.Markdown(f"Up to {self.max_upload_mb:g} MB and {self.max_duration_s / 60:.0f} minutes. "
+                                        + retention_markdown(keep_s), elem_id="retention")
+                            with gr.Accordion("Options", open=False):
+                                max_windows = gr.Slider(
+                                    1, self.max_windows_limit(), value=self.default_max_windows(), step=1,
+                                    label="Stretches analysed at most",
+                                    info=(f"A longer video is cut into stretches of up to {window_s:g} s; at most this "
+                                          "many, spread evenly over it, are analysed (more takes longer)."),
+                                    elem_id="max-windows")
+                            examples = example_videos()
+                            if examples:
+                                gr.Examples(examples=[[p] for p in examples], inputs=[video],
+                                            label="Example (the 'carphone' test sequence)", cache_examples=False)
+                        with gr.Column(scale=1):
+                            if not ready:
+                                placeholder = "No model is loaded: see *About the model behind this page*."
+                            elif not self.loaded.detector.config.trained:
+                                placeholder = ("Upload a video and press **Analyze**: you will see the people found, "
+                                               "their face crops and the plots, never a verdict (untrained model).")
+                            else:
+                                placeholder = "Upload a video and press **Analyze**."
+                            verdict = gr.Markdown(placeholder, label="verdict", elem_id="verdict")
+                            # Beside the verdict: what the file says about itself (Content Credentials,
+                            # processing history); empty, so hidden, until an analysis fills it.
+                            provenance = gr.Markdown(label="provenance", elem_id="provenance")
+                            report = gr.File(label="report", visible=False, elem_id="report")
+                    with gr.Column(visible=False, elem_id="results") as results:
+                        with gr.Accordion("How to read the answer", open=False, elem_id="explanation-box"):
+                            explanation = gr.Markdown(EXPLANATION, label="explanation", elem_id="explanation")
+                        note_timeline = gr.Markdown(elem_id="note-timeline")
+                        plot_timeline = gr.Plot(label="timeline_figure", show_label=False, elem_id="plot-timeline")
+                        boxes, titles, galleries = [], [], []
+                        for i in range(MAX_PEOPLE_ROWS):
+                            with gr.Column(visible=False, variant="panel", elem_id=f"person-{i}") as box:
+                                titles.append(gr.Markdown(elem_id=f"person-{i}-verdict"))
+                                galleries.append(gr.Gallery(columns=8, height="auto", visible=False, allow_preview=True,
+                                                            show_label=False, elem_id=f"person-{i}-crops",
+                                                            elem_classes=["person-crops"]))
+                            boxes.append(box)
+                        more_people = gr.Markdown(visible=False, elem_id="people-more")
+                        selector = gr.Dropdown(label="Person and stretch", choices=[], visible=False, interactive=True,
+                                               elem_id="segment")
+                        note_temporal = gr.Markdown(elem_id="note-temporal")
+                        plot_flow = gr.Plot(label="temporal_figure", show_label=False, elem_id="plot-temporal")
+                        with gr.Row():
+                            with gr.Column():
+                                note_style = gr.Markdown(elem_id="note-style")
+                                plot_style = gr.Plot(label="style_pattern_figure", show_label=False,
+                                                     elem_id="plot-style")
+                            with gr.Column():
+                                note_conf = gr.Markdown(elem_id="note-confidence")
+                                plot_conf = gr.Plot(label="confidence_figure", show_label=False,
+                                                    elem_id="plot-confidence")
+                        with gr.Group(visible=False, elem_id="evidence") as evidence_box:
+                            evidence_note = gr.Markdown(self.evidence_prompt(), elem_id="evidence-note")
+                            evidence_button = gr.Button("Show evidence: where in the face the score came from",
+                                                        interactive=ready and self.loaded.detector.config.trained,
+                                                        elem_id="evidence-button")
+                            evidence_gallery = gr.Gallery(columns=8, height="auto", visible=False, show_label=False,
+                                                          allow_preview=True, elem_id="evidence-gallery",
+                                                          elem_classes=["person-crops"])
+                        with gr.Accordion("The answer as data: people and timeline (the API's summary output)",
+                                          open=False):
+                            summary_json = gr.JSON(label="summary", elem_id="summary")
+                with gr.Tab("Live", id="live", elem_id="tab-live"):
+                    self.live.build(page)
             # The result (with its face crops) lives in the server's memory for the session, at most keep_s.
             result = gr.State(time_to_live=keep_s)
             rows = [c for trio in zip(boxes, titles, galleries) for c in trio] + [more_people]
@@ -459,8 +472,9 @@ class App:
         try:
             self.blocks().launch(server_name=host, server_port=port, share=share,
                                  max_file_size=f"{self.max_upload_mb:g}mb", footer_links=["api", "gradio"],
-                                 css=PAGE_CSS)
+                                 css=PAGE_CSS + LIVE_CSS)
         finally:
+            self.live.close_all()
             self.retention.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -472,13 +486,17 @@ def build_demo(model: str | None = None, *, demo_fallback: bool | None = None) -
 
 
 def serve(model: str | None = None, *, host: str | None = None, port: int | None = None, share: bool = False,
-          demo_fallback: bool | None = None, precision: str = "auto") -> None:
-    """Load the model and serve the app: what ``stylefusion serve`` and ``python app.py`` run."""
-    App.load(model, demo_fallback=demo_fallback, precision=precision).launch(host=host, port=port, share=share)
+          demo_fallback: bool | None = None, precision: str = "auto", live_window_s: float | None = None) -> None:
+    """Load the model and serve the app: what ``stylefusion serve`` and ``python app.py`` run.
+
+    ``live_window_s``: the Live tab's window (None: ``$STYLEFUSION_LIVE_WINDOW``, else the engine's default).
+    """
+    App.load(model, demo_fallback=demo_fallback, precision=precision,
+             live_window_s=live_window_s).launch(host=host, port=port, share=share)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python app.py [--model ...] [--host H] [--port P] [--share] [--no-demo] [--precision P]``.
+    """``python app.py [--model ...] [--host H] [--port P] [--share] [--no-demo] [--precision P] [--live-window S]``.
 
     The same options and logging as ``stylefusion serve``, parsed here so that the app never imports
     the CLI (which imports the app to serve it).
@@ -493,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(args.model, host=args.host, port=args.port, share=args.share,
-          demo_fallback=False if args.no_demo else None, precision=args.precision)
+          demo_fallback=False if args.no_demo else None, precision=args.precision,
+          live_window_s=getattr(args, "live_window", None))
     return 0
 
 
