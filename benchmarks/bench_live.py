@@ -2,6 +2,7 @@
 
     python benchmarks/bench_live.py [--people 1,2,4] [--seconds 20] [--window 4] [--full]
                                     [--precision auto] [--threads N]
+    python benchmarks/bench_live.py --long 3600 [--window 10]    # memory over an hour of stream
 
 For each number of people P, a generated video (``_common.people_video``: P copies of the carphone
 face side by side, 25 fps, cached in ``~/.cache/stylefusion-bench``) is watched with
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CACHE_DIR, make_checkpoint, median, people_video, set_threads, table  # noqa: E402
+from _common import CACHE_DIR, make_checkpoint, median, people_video, rss_mb, set_threads, table  # noqa: E402
 
 
 def run_case(det, video: Path, window_s: float) -> dict:
@@ -51,6 +52,35 @@ def run_case(det, video: Path, window_s: float) -> dict:
             "window_median_s": median(per_window), "p50": summary.latency_p50, "p95": summary.latency_p95,
             "skipped": summary.windows_skipped / total if total else float("nan"), "windows": total,
             "people": summary.people}
+
+
+def long_stream(det, video: Path, seconds: float, window_s: float, every_s: float = 600.0) -> list[list]:
+    """``seconds`` of stream (the video looped, 25 fps) pushed into one LiveSession that judges every
+    window (``realtime=False``: the memory of a session that never skips); the process's resident
+    memory and what the session holds, every ``every_s`` seconds of stream."""
+    import av
+
+    from stylefusion.live import LiveSession
+
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    fps = 25
+    session = LiveSession(det, window_s=window_s, realtime=False, keep_crops=False)
+    rows, records, t0 = [], 0, time.perf_counter()
+    for i in range(int(seconds * fps) + 1):
+        t = i / fps
+        session.push(frames[i % len(frames)] if session.wants(t) else None, t)
+        if i % (fps * 10) == 0:
+            records += len(session.poll())
+        if i % int(fps * every_s) == 0:
+            st = session.stats()
+            rows.append([f"{t / 60:.0f} min", f"{rss_mb():.0f}", st["buffered_frames"], st["queued_windows"],
+                         records, f"{time.perf_counter() - t0:.0f}"])
+            print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    summary = session.close("stream ended")
+    rows.append(["end", f"{rss_mb():.0f}", 0, 0, records + len(session.poll()), f"{time.perf_counter() - t0:.0f}"])
+    print(f"# {summary.line()}")
+    return rows
 
 
 def warm_up(det) -> None:
@@ -74,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None, help="torch device (default cpu; cuda where a GPU is lent)")
+    p.add_argument("--long", type=float, default=None, metavar="SECONDS",
+                   help="instead: memory over a stream this long (e.g. 3600: an hour), 2 people, the tiny "
+                        "checkpoint, every window judged; resident memory every 10 minutes of stream")
     args = p.parse_args(argv)
     threads = set_threads(args.threads)
 
@@ -87,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
           + (f", GPU {torch.cuda.get_device_name(0)}" if args.device and args.device.startswith("cuda") else ""))
     people = [int(x) for x in args.people.split(",")]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    if args.long:
+        with tempfile.TemporaryDirectory() as tmp:
+            init_checkpoint("tiny", Path(tmp) / "tiny", seed=0)
+            det = StyleFusionDetector.from_pretrained(Path(tmp) / "tiny", precision=args.precision, device=args.device)
+            warm_up(det)
+            rows = long_stream(det, people_video(CACHE_DIR / "people2_20s.mp4", 2, 20.0), args.long, args.window)
+        print(f"# {args.long:g} s of stream (a 20 s video of 2 people looped), windows of {args.window:g} s, "
+              "every window judged")
+        print(table(rows, ["stream", "RSS MB", "frames held", "windows queued", "records", "wall s"]))
+        return 0
     checkpoints = []
     with tempfile.TemporaryDirectory() as tmp:
         init_checkpoint("tiny", Path(tmp) / "tiny", seed=0)

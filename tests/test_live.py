@@ -400,6 +400,48 @@ def test_cli_api_and_session_give_the_same_answers(detector, tiny_trained_ckpt, 
     assert "0:00–0:03 person 0:" in proc.stderr and "stream ended after 0:09" in proc.stderr, proc.stderr
 
 
+@pytest.fixture(scope="module")
+def file_answers(detector, scene_ts) -> list[tuple]:
+    """The API's answers on the MPEG-TS file, every window judged: what the other sources must give."""
+    return _answers([r.to_dict() for r in detector.watch(str(scene_ts), window_s=WINDOW)])
+
+
+def test_a_stream_on_standard_input(tiny_trained_ckpt, scene_ts, file_answers):
+    # --no-realtime: decoding waits for the networks, so every window is judged, as for the file.
+    with open(scene_ts, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "stylefusion", "watch", "-", "--model", str(tiny_trained_ckpt),
+                               "--window", str(WINDOW), "--precision", "fp32", "--no-realtime"], stdin=stdin,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    assert proc.returncode == 0, proc.stderr
+    assert _answers([json.loads(line) for line in proc.stdout.splitlines()]) == file_answers
+    assert "stream ended after 0:09" in proc.stderr
+
+
+def test_a_file_still_being_written_is_followed(detector, scene_ts, file_answers, tmp_path):
+    growing = tmp_path / "growing.ts"
+    data = scene_ts.read_bytes()
+    growing.write_bytes(data[:188 * 200])  # the first packets: enough to open and probe
+    done = threading.Event()
+
+    def write_on() -> None:  # the rest in slices, as a recorder writes it (about 4x real time)
+        with open(growing, "ab") as f:
+            for i in range(188 * 200, len(data), 188 * 400):
+                time.sleep(0.1)
+                f.write(data[i:i + 188 * 400])
+                f.flush()
+        done.set()
+
+    writer = threading.Thread(target=write_on, daemon=True)
+    writer.start()
+    records = [r.to_dict() for r in watch(detector, str(growing), window_s=WINDOW, follow=True, connect_timeout=2.0,
+                                          realtime=False)]
+    writer.join()
+    assert done.is_set()
+    assert _answers(records) == file_answers  # every window, as from the finished file
+    assert records[-1]["kind"] == "ended"
+
+
 # --- pieces --------------------------------------------------------------------------------------
 def test_a_window_in_memory_reads_like_a_file(scene):
     images = scene[:10] + [cv2.resize(scene[10], (400, 300))]  # the stream changed size in the window

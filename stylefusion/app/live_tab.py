@@ -61,8 +61,6 @@ MAX_TIMELINE_WINDOWS = 24
 MAX_LIVE_PEOPLE = 8
 #: The option's environment variable: the live window in seconds (``--live-window``).
 ENV_LIVE_WINDOW = "STYLEFUSION_LIVE_WINDOW"
-#: The engine's default window is the checkpoint's ``window_s``, capped at this (issue 24).
-WINDOW_CAP_S = 10.0
 #: What the page asks of the camera (``getUserMedia`` constraints).
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}
 #: Side of the face crop shown in a person's row (pixels).
@@ -504,11 +502,13 @@ class LiveTab:
     @property
     def shown_window_s(self) -> float:
         """The window the engine uses, for the page's words."""
+        from stylefusion.live import MAX_DEFAULT_WINDOW_S  # the engine's cap of the checkpoint's window_s
+
         if self.window_s is not None:
             return float(self.window_s)
         if self.detector is None:
-            return WINDOW_CAP_S
-        return min(float(self.detector.config.window_s), WINDOW_CAP_S)
+            return MAX_DEFAULT_WINDOW_S
+        return min(float(self.detector.config.window_s), MAX_DEFAULT_WINDOW_S)
 
     # -- sessions ---------------------------------------------------------------------------------
     def _new_session(self) -> "LiveSession":
