@@ -442,6 +442,25 @@ def test_a_file_still_being_written_is_followed(detector, scene_ts, file_answers
     assert records[-1]["kind"] == "ended"
 
 
+def test_ctrl_c_prints_the_summary_so_far_and_exits_0(tiny_trained_ckpt, scene_ts):
+    import signal
+
+    # --realtime: the file is played at its own pace (9 s), as a stream arrives; Ctrl-C after the first window.
+    proc = subprocess.Popen([sys.executable, "-m", "stylefusion", "watch", str(scene_ts), "--model",
+                             str(tiny_trained_ckpt), "--window", str(WINDOW), "--realtime"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    first = json.loads(proc.stdout.readline())  # blocks until the first window is answered
+    assert first["kind"] == "judged" and first["window"] == 0
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    last = json.loads(out.splitlines()[-1])
+    assert last["kind"] == "ended" and last["message"].startswith("stopped by the user after 0:0")
+    assert last["summary"]["windows_judged"] >= 1 and last["summary"]["people"] == 2
+    assert "Traceback" not in err and "stopped by the user" in err.splitlines()[-1]
+
+
 # --- pieces --------------------------------------------------------------------------------------
 def test_a_window_in_memory_reads_like_a_file(scene):
     images = scene[:10] + [cv2.resize(scene[10], (400, 300))]  # the stream changed size in the window
