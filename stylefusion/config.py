@@ -246,6 +246,9 @@ class CalibrationRecord:
     conformal_quantile: float | None = None  # q of the scores 1 - p(true label) at config.conformal_alpha
     conformal_n: int = 0  # validation segments the quantile comes from
     coverage_val: float | None = None  # share of val segments whose set holds their label
+    # The same at the unit answered: share of val videos whose deciding segment (the most
+    # suspicious, which gives the video's answer) has a set holding the video's label.
+    coverage_val_videos: float | None = None
     ood_threshold: float | None = None  # 99th percentile of val out-of-domain scores
     ood_percentile: float = 99.0
     ood_val_flagged: float | None = None  # share of val segments above it
@@ -279,7 +282,8 @@ class CalibrationRecord:
         record = _record(cls, data, "calibration")
         if not (_is_number(record.temperature) and 0.01 <= record.temperature <= 100):
             raise ConfigError(f"config calibration.temperature={_quote(record.temperature)} must be in [0.01, 100]")
-        for name in ("val_tpr", "val_fpr", "conformal_quantile", "coverage_val", "ood_val_flagged"):
+        for name in ("val_tpr", "val_fpr", "conformal_quantile", "coverage_val", "coverage_val_videos",
+                     "ood_val_flagged"):
             value = getattr(record, name)
             if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"config calibration.{name}={_quote(value)} must be a number in [0, 1] or null")

@@ -120,6 +120,20 @@ def test_train_says_which_view_it_chose(run):
     assert res.decision.segments == len(judged) and res.label.value != "untrained"
 
 
+def test_the_band_coverage_is_measured_at_the_unit_answered(run):
+    from stylefusion.research.calibrate import coverage, head_outputs, sigmoid
+
+    det = StyleFusionDetector.from_pretrained(run["trained"])
+    cal = det.rule.calibration
+    val = load_features(run["cache"], splits=("val",))  # the 2 val videos (a two-person fake, a real)
+    logits, _ = head_outputs(det.fusion, val.content, val.style)
+    v_p = val.video_scores(sigmoid(logits / cal.temperature))
+    expected = coverage(val.video_labels.numpy().astype(int), v_p, cal.conformal_quantile)
+    assert cal.coverage_val_videos == pytest.approx(expected)
+    words = det.detect(run["two"]).decision.band_source
+    assert f"{expected:.1%} of videos, each by the segment that decides its answer" in words
+
+
 def test_bag_logit_is_the_max_and_teaches_only_its_witness():
     logits = torch.tensor([0.2, 1.5, -0.3, 0.7], requires_grad=True)
     owner = torch.tensor([0, 0, 0, 1])

@@ -431,6 +431,8 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     real_quantiles, by_segments = unit_rates(c, val, seg_labels, p_cal)
     quantile = conformal_quantile(lac_scores(inst_labels, p_cal[inst]), c.conformal_alpha)
     cover = coverage(inst_labels, p_cal[inst], quantile)
+    # At the unit answered: a video's answer is its most suspicious segment's, whose p_fake is v_p.
+    cover_videos = coverage(v_labels, v_p, quantile)
 
     _, train_emb = head_outputs(head, train.content, train.style)
     mean, precision = fit_density(EmbeddingDensity.features(train_emb, train.content, train.style))
@@ -445,7 +447,7 @@ def calibrate_head(head: torch.nn.Module, train: Any, val: Any, config: StyleFus
     record = CalibrationRecord(
         temperature=temperature, val_tpr=tpr, val_fpr=fpr,
         val_videos={"real": int((v_labels == 0).sum()), "fake": int((v_labels == 1).sum())},
-        conformal_quantile=quantile, conformal_n=len(inst), coverage_val=cover,
+        conformal_quantile=quantile, conformal_n=len(inst), coverage_val=cover, coverage_val_videos=cover_videos,
         ood_threshold=ood_threshold, ood_percentile=OOD_PERCENTILE, ood_val_flagged=float((val_ood > ood_threshold).mean()),
         ood_train_segments=len(train_emb), quality_source=quality_source, history_source=history_source,
         ece_before=expected_calibration_error(inst_labels, p_raw[inst]),

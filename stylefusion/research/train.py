@@ -618,7 +618,8 @@ def run_train(args: argparse.Namespace) -> int:
     if cal is not None:
         print(f"calibration: temperature {cal.temperature:.3f} (val ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}); "
               f"val TPR {_pct(cal.val_tpr)} and FPR {_pct(cal.val_fpr)} at the threshold; conformal coverage "
-              f"{_pct(cal.coverage_val)} on val; out-of-domain threshold {cal.ood_threshold:.3f}")
+              f"{_pct(cal.coverage_val)} of val segments, {_pct(cal.coverage_val_videos)} of val videos; "
+              f"out-of-domain threshold {cal.ood_threshold:.3f}")
     return 0
 
 
