@@ -656,7 +656,11 @@ class LiveSession:
         return self._summary
 
     def _flush_partial(self) -> None:
-        """Queue the window under way when it holds frames no completed window had (under the lock)."""
+        """Queue the window under way when it holds frames no completed window had (under the lock).
+
+        Not when it is shorter than twice ``min_person_s``: the front end asks a person of a stretch
+        that short for only half of it (its rule for a short *video*), and the tail of a stream is not
+        a short video: a face seen for 0.4 s at the end would get a verdict."""
         if self._newest is None:
             return
         start, _ = self._bounds(self._next)
@@ -668,6 +672,9 @@ class LiveSession:
             return
         period = (frames[-1].t - frames[0].t) / (len(frames) - 1)
         end = min(frames[-1].t + max(period, 1e-3), start + self.window_s)
+        if end - start < min(2 * self.config.min_person_s, self.window_s):
+            logger.info("%s: the last %.1f s are too short to judge anyone; not analysed", self.name, end - start)
+            return
         self._enqueue(_Pending(self._next, start, end, frames, frames[-1].arrival), closing=True)
         self._next += 1
 
@@ -740,7 +747,7 @@ class LiveSession:
                     crop=crop, seen_s=seen_s))
                 continue
             seg = max(segs, key=lambda s: (s.end_s - s.start_s, -s.start_s))
-            kind = "not_judged" if "longest on screen" in seg.message else "not_enough_yet"
+            kind = "not_judged" if seg.not_judged == "max_people" else "not_enough_yet"
             records.append(LiveRecord(kind, win.index, win.start_s, win.end_s, person=gid, message=seg.message,
                                       crop=self._span_crop(a, reader, local) if self.keep_crops else None,
                                       seen_s=seen_s))

@@ -397,10 +397,11 @@ def _why_no_face(frames: list[ScanFrame], reader: VideoReader, config: StyleFusi
     return None
 
 
-def _segment(span: Span, judged: bool, message: str, distinct: int) -> SegmentResult:
+def _segment(span: Span, judged: bool, message: str, distinct: int, not_judged: str | None = None) -> SegmentResult:
     return SegmentResult(window=span.window, person=span.person, start_s=span.start_s, end_s=span.end_s,
                          judged=judged, label=Label.NOT_JUDGED, p_fake=None, distinct_frames=distinct,
-                         first_s=span.start_s, last_s=span.end_s, message=message, shot=span.shot)
+                         first_s=span.start_s, last_s=span.end_s, message=message, shot=span.shot,
+                         not_judged=not_judged)
 
 
 def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCropper, max_windows: int,
@@ -465,10 +466,10 @@ def analyse_people(path: str | Path, config: StyleFusionConfig, cropper: FaceCro
             for s in here:
                 if s.seconds < needed or (c.min_person_s > 0 and len(s.ks) < 2):
                     seg = _segment(s, False, f"on screen for {s.seconds:.1f} s in this shot; "
-                                             f"{needed:g} s are needed to judge", len(s.ks))
+                                             f"{needed:g} s are needed to judge", len(s.ks), "too_brief")
                 elif n >= max_people:
                     seg = _segment(s, False, f"not among the {max_people} people longest on screen in this stretch",
-                                   len(s.ks))
+                                   len(s.ks), "max_people")
                 else:
                     n += 1
                     seg = _segment(s, True, "", len(s.ks))

@@ -200,6 +200,9 @@ class SegmentResult:
     last_s: float
     message: str = ""
     shot: int | None = None  # the shot of the span (DetectionResult.shots); None for centre crops
+    # Why a listed segment was not judged, as a code (the message says it in words): "too_brief"
+    # (on screen for less than needed) or "max_people" (beyond the people judged per window).
+    not_judged: str | None = field(default=None, repr=False)
     frames: list[FrameResult] = field(default_factory=list)  # T records for a judged segment
     decision: DecisionRecord | None = None  # how a judged segment's answer was reached
     clip_contributions: list[float] | None = None  # per content clip, as FrameResult.contribution

@@ -442,6 +442,22 @@ def test_a_file_still_being_written_is_followed(detector, scene_ts, file_answers
     assert records[-1]["kind"] == "ended"
 
 
+def test_a_person_beyond_max_people_is_listed_not_judged(detector, scene_ts):
+    records = [r for r in watch(detector, str(scene_ts), window_s=WINDOW, max_people=1) if r.kind != "ended"]
+    for w in sorted({r.window for r in records}):
+        kinds = sorted(r.kind for r in records if r.window == w)
+        assert kinds == ["judged", "not_judged"], (w, [r.line() for r in records])
+    assert all("not among the 1 people longest" in r.message for r in records if r.kind == "not_judged")
+
+
+@pytest.mark.parametrize("window, judged", [(4.0, 2), (3.2, 3)])
+def test_the_last_stretch_is_judged_only_when_long_enough(detector, scene_ts, window, judged):
+    # 9 s: with 4 s windows the last stretch is 1 s (< 2 x min_person_s: nobody could be seen long
+    # enough, so it is not analysed); with 3.2 s windows it is 2.6 s, and judged.
+    end = [r for r in watch(detector, str(scene_ts), window_s=window)][-1]
+    assert end.summary.windows_judged == judged and end.summary.windows_skipped == 0, end.summary.to_dict()
+
+
 def test_ctrl_c_prints_the_summary_so_far_and_exits_0(tiny_trained_ckpt, scene_ts):
     import signal
 

@@ -26,6 +26,7 @@ gr = pytest.importorskip("gradio")
 
 from stylefusion.app import live_tab  # noqa: E402
 from stylefusion.app.live_tab import LiveTab, LiveView, PersonState, people_html, timeline_html  # noqa: E402
+from stylefusion.live import LiveRecord, LiveSummary  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,31 +37,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 # ---------------------------------------------------------------------------------------------
 # a scripted engine with the contract of stylefusion.live (records are what the tab draws)
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Rec:
-    """The fields of :class:`stylefusion.live.LiveRecord` that the tab reads."""
-
-    kind: str
-    window: int
-    start_s: float
-    end_s: float
-    person: int | None = None
-    label: str | None = None
-    p_fake: float | None = None
-    decision: dict | None = None
-    latency_s: float | None = None
-    message: str = ""
-    crop: np.ndarray | None = None
-
-
-@dataclass
-class Summary:
-    people: int
-    windows_judged: int
-    windows_skipped: int
-    latency_p50: float | None
-    latency_p95: float | None
-    ended: str
+# The engine's own record types: the stand-in below makes what the real engine makes.
+Rec, Summary = LiveRecord, LiveSummary
 
 
 @dataclass
@@ -301,31 +279,15 @@ def webcam_y4m(tmp_path_factory) -> Path:
     """The two-people scene of test_tracking (carphone man, Grace Hopper), 4 s at 25 fps, as y4m:
     Chromium's fake camera plays it in a loop."""
     import av
-    import cv2
-    from matplotlib import cbook
 
-    from videogen import carphone_path
+    from test_live import H, W, _scene  # the same scene the stream tests watch
 
-    w, h = 320, 240
-    hopper = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    hopper = cv2.cvtColor(hopper, cv2.COLOR_BGR2RGB)[50:410, 85:445]
-    with av.open(str(carphone_path())) as c:
-        car = [f.to_ndarray(format="rgb24")[10:130, 30:150] for f in c.decode(video=0)]
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    shade = (0.75 + 0.25 * np.sin(x / 37.0 + y / 53.0))[..., None]
-    background = np.clip(np.asarray((90, 110, 140), np.float32) * shade, 0, 255).astype(np.uint8)
-
-    def paste(img, tile, x0, y0, size):
-        img[y0:y0 + size, x0:x0 + size] = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
-        return img
-
+    w, h = W, H
     path = tmp_path_factory.mktemp("webcam") / "two_people.y4m"
     with av.open(str(path), "w", format="yuv4mpegpipe") as out:
         stream = out.add_stream("rawvideo", rate=25)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(100):
-            img = paste(background.copy(), car[i % len(car)], 10 + int(4 * np.sin(i / 6)), 45, 150)
-            img = paste(img, hopper, 195 - int(4 * np.sin(i / 7)), 65 + int(3 * np.cos(i / 5)), 110)
+        for img in _scene(100):
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
